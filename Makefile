@@ -1,0 +1,27 @@
+# hfscraper: the commands the README gives.  Every target sets up what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo crawl test quality
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	touch $@
+
+# The main job end to end against the bundled Hub replica (loopback only).
+demo: install
+	scripts/hermetic.sh $(PY) scripts/demo.py
+
+# Crawl the real Hub (HF_ENDPOINT, HF_TOKEN as huggingface_hub reads them).
+crawl: install
+	$(VENV)/bin/scrapy crawlall
+
+# The test suite, in a network namespace with only loopback where the OS allows.
+test: install
+	scripts/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)

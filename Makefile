@@ -20,7 +20,7 @@ demo: install
 
 # Crawl the real Hub (HF_ENDPOINT, HF_TOKEN as huggingface_hub reads them).
 crawl: install
-	$(VENV)/bin/scrapy crawlall
+	$(VENV)/bin/scrapy crawlall -s JOBDIR=state/crawl
 
 # The test suite, in a network namespace with only loopback where the OS allows.
 test: install

@@ -1,0 +1,80 @@
+"""What `scrapy crawl` and `scrapy crawlall` share: up-front validation and an honest exit code.
+
+Scrapy's own `crawl` exits 0 whatever the finish reason; an archive crawl that stopped early must say so
+to the shell (and to `make crawl`), so both commands derive their exit code from every crawler's outcome.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import Settings
+
+#: Exit codes of the project's commands.
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+
+
+def fail_usage(message: str) -> None:
+    """Print one clear line and stop with the usage exit code (no traceback, no help text)."""
+    print(f"hfscraper: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def validate_settings(settings: Settings) -> None:
+    """Validate every HFSCRAPER_* setting once `-s` has been applied; exit 2 with one line if bad."""
+    from hfscraper.config import ConfigError, validate_scrapy_settings
+
+    try:
+        validate_scrapy_settings(settings)
+    except ConfigError as exc:
+        # ConfigError's text is already the complete one-line message.
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def validate_spider_arguments(spidercls: type, spargs: dict[str, Any]) -> None:
+    """Run the spider's own argument check before any crawler is built; exit 2 with one line if bad."""
+    check = getattr(spidercls, "validate_arguments", None)
+    if check is None:
+        return
+    try:
+        check(dict(spargs))
+    except ValueError as exc:
+        fail_usage(f"{spidercls.name}: {exc}")
+
+
+@dataclass(frozen=True)
+class CrawlOutcome:
+    """How one spider's run ended, read from its stats."""
+
+    spider: str
+    finish_reason: str
+    items: int
+    complete: bool
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlOutcome:
+        stats = crawler.stats.get_stats() if crawler.stats else {}
+        reason = str(stats.get("finish_reason", "not_started"))
+        incomplete = bool(stats.get("hfscraper/spider/incomplete"))
+        name = crawler.spidercls.name
+        return cls(
+            spider=name,
+            finish_reason=reason,
+            items=int(stats.get("item_scraped_count", 0)),
+            complete=reason == "finished" and not incomplete,
+        )
+
+    def line(self) -> str:
+        status = "complete" if self.complete else "INCOMPLETE"
+        return f"{self.spider}: {status} (finish reason {self.finish_reason}, {self.items} items)"
+
+
+def exit_code(outcomes: list[CrawlOutcome]) -> int:
+    return EXIT_OK if outcomes and all(o.complete for o in outcomes) else EXIT_INCOMPLETE

@@ -1,0 +1,75 @@
+"""`make demo`: the main job end to end against the bundled Hub replica, on loopback only.
+
+Starts `python -m hfscraper.replica` with a small synthetic Hub, crawls models, datasets and spaces with
+`scrapy crawlall`, compares what landed on disk with the replica's ground truth, prints a summary and stops
+the replica. Exits non-zero if the crawl did not complete or the output disagrees with the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".demo"
+SIZES = {"models": 600, "datasets": 200, "spaces": 200}
+
+
+def start_replica(truth: Path) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "hfscraper.replica", "--host", "127.0.0.1", "--port", "0", "--seed", "7",
+           "--truth", str(truth)]
+    for kind, n in SIZES.items():
+        cmd += [f"--{kind}", str(n)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready "):
+        proc.kill()
+        raise SystemExit(f"demo: the replica did not start (said {line!r})")
+    return proc, line.split(" ", 1)[1]
+
+
+def count_folders(output: Path) -> dict[str, int]:
+    return {kind: sum(1 for p in (output / kind).glob("*/metadata.json")) for kind in SIZES}
+
+
+def main() -> int:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    truth_path, output = WORK / "truth.json", WORK / "output"
+    replica, url = start_replica(truth_path)
+    try:
+        print(f"demo: replica serving a synthetic Hub at {url}", flush=True)
+        env = dict(os.environ, HF_ENDPOINT=url)
+        env.pop("HF_TOKEN", None)
+        started = time.monotonic()
+        crawl = subprocess.run(
+            [str(Path(sys.executable).with_name("scrapy")), "crawlall", "-s", f"HFSCRAPER_OUTPUT_DIR={output}",
+             "-s", f"HFSCRAPER_STATE_DIR={WORK / 'state'}", "-s", "LOG_LEVEL=WARNING"],
+            cwd=ROOT, env=env,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        replica.terminate()
+        replica.wait(timeout=10)
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    found = count_folders(output)
+    ok = crawl.returncode == 0
+    print(f"\n{'type':<10}{'public in replica':>20}{'folders written':>18}")
+    for kind in SIZES:
+        expected = sum(1 for e in truth[kind] if not e["private"])
+        ok &= expected == found[kind]
+        print(f"{kind:<10}{expected:>20}{found[kind]:>18}")
+    total = sum(found.values())
+    print(f"\ndemo: {total} entities in {elapsed:.1f} s ({total / elapsed:.0f}/s); output in {output}")
+    print("demo: OK" if ok else f"demo: FAILED (crawl exit code {crawl.returncode})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

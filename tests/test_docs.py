@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from scrapy.commands import ScrapyCommand
-from scrapy.utils.misc import walk_modules
+from scrapy.utils.misc import walk_modules_iter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -17,7 +17,7 @@ MAKEFILE = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
 
 def project_commands() -> dict[str, type[ScrapyCommand]]:
     found = {}
-    for module in walk_modules("hfscraper.commands"):
+    for module in walk_modules_iter("hfscraper.commands"):
         command = getattr(module, "Command", None)
         if isinstance(command, type) and issubclass(command, ScrapyCommand):
             found[module.__name__.rsplit(".", 1)[-1]] = command

@@ -1,0 +1,120 @@
+"""Fixed-window rate limiting with the Hub's bucket names and header format.
+
+The Hub (hub-api.md §3) counts requests per client in three buckets, each with a
+fixed 5-minute window, and reports the state on *every* response:
+
+    RateLimit: "api";r=<remaining>;t=<seconds until the window resets>
+    RateLimit-Policy: "fixed window";"api";q=<quota>;w=<window seconds>
+
+Buckets: ``resolvers`` for any URL containing ``/resolve/`` (and for the
+``/api/resolve-cache/`` hop the small-file redirect leads to), ``api`` for other
+``/api/...`` URLs, ``pages`` for everything else.  A window starts at the first
+request a client identity (its token, else its IP) makes in a bucket, so windows
+are aligned per identity.  Past the quota the replica answers 429 with ``r=0``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BUCKETS = ("api", "resolvers", "pages")
+
+# Defaults are far above anything a test does, but still reported in headers so
+# that clients always see the headers they would see on the real Hub.
+DEFAULT_QUOTAS = {"api": 1_000_000, "resolvers": 5_000_000, "pages": 100_000}
+DEFAULT_WINDOW = 300
+
+
+def bucket_for_path(path: str) -> str:
+    """The Hub's bucket for a request path (without the query string).
+
+    >>> bucket_for_path("/gpt2/resolve/main/config.json")
+    'resolvers'
+    >>> bucket_for_path("/api/resolve-cache/models/gpt2/abc/config.json")
+    'resolvers'
+    >>> bucket_for_path("/api/models")
+    'api'
+    >>> bucket_for_path("/")
+    'pages'
+    """
+    if "/resolve/" in path or path.startswith("/api/resolve-cache/"):
+        return "resolvers"
+    if path == "/api" or path.startswith("/api/"):
+        return "api"
+    return "pages"
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    """The outcome of counting one request: what the headers must say."""
+
+    bucket: str
+    allowed: bool
+    remaining: int
+    reset_seconds: int
+    quota: int
+    window: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit": f'"{self.bucket}";r={self.remaining};t={self.reset_seconds}',
+            "RateLimit-Policy": f'"fixed window";"{self.bucket}";q={self.quota};w={self.window}',
+        }
+
+
+@dataclass
+class _Window:
+    started: float
+    used: int = 0
+
+
+@dataclass
+class RateLimiter:
+    """Per-identity, per-bucket fixed windows.  Not thread-safe: used from one event loop."""
+
+    quotas: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    window: int = DEFAULT_WINDOW
+    clock: Callable[[], float] = time.monotonic
+    _windows: dict[tuple[str, str], _Window] = field(default_factory=dict)
+
+    def hit(self, identity: str, bucket: str) -> RateLimitState:
+        """Count one request and say whether it is allowed."""
+        now = self.clock()
+        quota = self.quotas[bucket]
+        key = (identity, bucket)
+        win = self._windows.get(key)
+        if win is None or now >= win.started + self.window:
+            win = _Window(started=now)
+            self._windows[key] = win
+        allowed = win.used < quota
+        if allowed:
+            win.used += 1
+        return RateLimitState(
+            bucket=bucket,
+            allowed=allowed,
+            remaining=max(0, quota - win.used),
+            reset_seconds=self._reset_seconds(win, now),
+            quota=quota,
+            window=self.window,
+        )
+
+    def peek(self, identity: str, bucket: str) -> RateLimitState:
+        """The state without counting a request (for responses forced by faults)."""
+        now = self.clock()
+        quota = self.quotas[bucket]
+        win = self._windows.get((identity, bucket))
+        if win is None or now >= win.started + self.window:
+            return RateLimitState(bucket, True, quota, self.window, quota, self.window)
+        return RateLimitState(
+            bucket, win.used < quota, max(0, quota - win.used), self._reset_seconds(win, now), quota, self.window
+        )
+
+    def reset(self) -> None:
+        self._windows.clear()
+
+    def _reset_seconds(self, win: _Window, now: float) -> int:
+        # Whole seconds, rounded up and at least 1, so a client sleeping `t` never wakes inside the old window.
+        return max(1, math.ceil(win.started + self.window - now))

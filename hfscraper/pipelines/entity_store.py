@@ -1,0 +1,190 @@
+"""`EntityStorePipeline`: write each Hub entity's `metadata.json` into the entity tree.
+
+`output_dir/{models,datasets,spaces}/<folder>/metadata.json`, where `<folder>` is
+`hfscraper.hub.entity_folder_name(id)` (the rule is in that module's docstring). The file holds
+`item.to_api()` as `json.dumps(..., ensure_ascii=False, indent=2)` plus a newline, in UTF-8. It is written
+atomically (a temporary file in the same folder, then `os.replace`), and not at all when it already holds
+the same bytes. Disk work (and the JSON encoding) runs in worker threads, off the reactor: the items that
+arrive in the same event-loop turn (up to 64) share one thread hop, which costs more CPU than an
+unchanged file's whole check when paid per item.
+
+Nothing is ever written outside the output folder: ids are refused or encoded by the folder rule, and the
+resolved target folder must also be a direct child of the resolved `output_dir/<type>` folder (so a
+symlink planted in the tree cannot redirect a write either).
+
+Settings (read once):
+
+HFSCRAPER_OUTPUT_DIR - the entity tree's root (default `output`, resolved to an absolute path at start)
+HFSCRAPER_STORE_FSYNC - flush each file and its folder to disk before counting it written (default False)
+
+Stats: hfscraper/store/written, hfscraper/store/unchanged, hfscraper/store/encoded (ids stored under an
+encoded folder name), hfscraper/store/refused/<reason> (items dropped: `not_a_string`, `empty`,
+`too_long`, `control_character`, `invalid_unicode`, `outside_output_dir`, `folder_collision`),
+hfscraper/store/ascii_fallback (values that are not valid Unicode, written with JSON escapes),
+hfscraper/store/failed (disk errors; the error is raised and logged by Scrapy).
+
+Items other than hfscraper's Hub items pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Self
+
+from itemadapter import ItemAdapter
+from scrapy.exceptions import DropItem
+from scrapy.utils.asyncio import is_asyncio_available, run_in_thread
+
+from hfscraper.batching import ThreadBatcher
+from hfscraper.constants import OUTPUT_FOLDERS
+from hfscraper.fsutil import same_content, write_file
+from hfscraper.hub import HostileIdError, entity_folder_name, is_encoded_folder_name
+from hfscraper.items import HubEntityItem
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.json"
+DEFAULT_OUTPUT_DIR = "output"
+#: The most items one worker-thread call stores.
+BATCH_SIZE = 64
+
+
+class OutsideOutputDirError(Exception):
+    """A target path that resolves outside `output_dir/<type>` (never written)."""
+
+
+class FolderCollisionError(Exception):
+    """The target folder already holds another entity's `metadata.json` (never overwritten).
+
+    Distinct ids never map to the same folder name, but on a case-insensitive file system (macOS, Windows)
+    `Org/Model` and `org/model` share a folder. The Hub treats names case-insensitively, so it should never
+    list both; if a server does, the second is refused rather than overwriting the first.
+    """
+
+
+def render_metadata(payload: dict[str, Any]) -> tuple[bytes, bool]:
+    """The bytes of a `metadata.json`, and whether JSON escapes had to replace invalid Unicode."""
+    try:
+        return (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), False
+    except UnicodeEncodeError:  # lone surrogates from the Hub's JSON: keep them as \\udXXX escapes
+        return (json.dumps(payload, ensure_ascii=True, indent=2) + "\n").encode("ascii"), True
+
+
+class EntityStorePipeline:
+    """Store each `HubEntityItem` as `metadata.json` in its entity folder (see the module docstring)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        assert crawler.stats is not None
+        self.stats = crawler.stats
+        settings = crawler.settings
+        output = settings.get("HFSCRAPER_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR
+        self.output_dir: Path = Path(os.path.realpath(Path(output).expanduser()))
+        self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
+        self._roots: dict[str, Path] = {}
+        self._batcher: ThreadBatcher[tuple[str, str, dict[str, Any], str], tuple[bool, bool]] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, HubEntityItem):
+            return item
+        repo_id = ItemAdapter(item).get("id")
+        try:
+            folder = entity_folder_name(repo_id)
+        except HostileIdError as exc:
+            self._refuse(exc.reason, repo_id, str(exc))
+        if is_encoded_folder_name(folder):
+            self.stats.inc_value("hfscraper/store/encoded")
+            logger.info("Storing id %(id)r under encoded folder %(folder)s", {"id": repo_id, "folder": folder})
+        job = (item.repo_type, folder, item.to_api(), repo_id)
+        try:
+            written, escaped = await self._run_in_thread(job)
+        except OutsideOutputDirError as exc:
+            self._refuse("outside_output_dir", repo_id, str(exc))
+        except FolderCollisionError as exc:
+            self._refuse("folder_collision", repo_id, str(exc))
+        except OSError as exc:
+            self.stats.inc_value("hfscraper/store/failed")
+            logger.error("Could not store %(id)r: %(error)s", {"id": repo_id, "error": exc})
+            raise
+        if escaped:
+            self.stats.inc_value("hfscraper/store/ascii_fallback")
+        self.stats.inc_value("hfscraper/store/written" if written else "hfscraper/store/unchanged")
+        return item
+
+    async def _run_in_thread(self, job: tuple[str, str, dict[str, Any], str]) -> tuple[bool, bool]:
+        if is_asyncio_available():
+            if self._batcher is None:
+                self._batcher = ThreadBatcher(self._store_job, max_size=BATCH_SIZE)
+            return await self._batcher(job)
+        return await run_in_thread(self._store_job, job)
+
+    def _refuse(self, reason: str, repo_id: object, message: str) -> NoReturn:
+        self.stats.inc_value(f"hfscraper/store/refused/{reason}")
+        shown = repr(repo_id)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        logger.warning("Not storing entity %(id)s: %(message)s", {"id": shown, "message": message})
+        raise DropItem(f"{message} (id {shown})")
+
+    # -- blocking part (runs in a thread) -------------------------------------------------------------------
+
+    def _store_job(self, job: tuple[str, str, dict[str, Any], str]) -> tuple[bool, bool]:
+        repo_type, folder, payload, repo_id = job
+        data, escaped = render_metadata(payload)
+        return self.store(repo_type, folder, data, repo_id), escaped
+
+    def type_root(self, repo_type: str) -> Path:
+        """The resolved `output_dir/<type>` folder, created on first use."""
+        root = self._roots.get(repo_type)
+        if root is None:
+            root = self.output_dir / OUTPUT_FOLDERS[repo_type]
+            root.mkdir(parents=True, exist_ok=True)
+            root = Path(os.path.realpath(root))
+            self._roots[repo_type] = root
+        return root
+
+    def entity_dir(self, repo_type: str, folder: str) -> Path:
+        """The entity folder for *folder*, after proving that it resolves to a direct child of the type
+        root; raises OutsideOutputDirError otherwise."""
+        root = self.type_root(repo_type)
+        candidate = root / folder
+        resolved = Path(os.path.realpath(candidate))
+        if resolved.parent != root or resolved.name != folder or folder in ("", ".", ".."):
+            raise OutsideOutputDirError(f"{candidate} resolves to {resolved}, outside {root}")
+        return resolved
+
+    def store(self, repo_type: str, folder: str, data: bytes, repo_id: str) -> bool:
+        """Write `metadata.json` unless unchanged; True if written. Raises OutsideOutputDirError or
+        FolderCollisionError instead of writing where it must not."""
+        path = self.entity_dir(repo_type, folder) / METADATA_FILE
+        try:
+            size: int | None = os.stat(path).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            size = None
+        if size is not None:
+            if size == len(data) and same_content(path, data):
+                return False
+            stored = stored_id(path)
+            if stored is not None and stored != repo_id:
+                raise FolderCollisionError(f"{path.parent} already holds {stored!r}")
+        write_file(path, data, fsync=self.fsync)
+        return True
+
+
+def stored_id(path: Path) -> str | None:
+    """The `id` inside an existing `metadata.json`, or None (missing, unreadable or without an id)."""
+    try:
+        with open(path, "rb") as f:
+            value = json.load(f).get("id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -22,6 +22,7 @@ crawl.page_size             HFSCRAPER_CRAWL_PAGE_SIZE - listing page size (``lim
 crawl.sort                  HFSCRAPER_CRAWL_SORT - listing order; ``createdAt`` is the only stable one
 crawl.max_items             HFSCRAPER_CRAWL_MAX_ITEMS - stop each spider after this many entities (0: no limit)
 crawl.fetch_base_models     HFSCRAPER_CRAWL_FETCH_BASE_MODELS - one extra request per model with base models
+crawl.include_private       HFSCRAPER_CRAWL_INCLUDE_PRIVATE - also store private repos a token can see
 crawl.expand_models         HFSCRAPER_CRAWL_EXPAND_MODELS - ``expand`` fields of the model listing
 crawl.expand_datasets       HFSCRAPER_CRAWL_EXPAND_DATASETS - ``expand`` fields of the dataset listing
 crawl.expand_spaces         HFSCRAPER_CRAWL_EXPAND_SPACES - ``expand`` fields of the space listing
@@ -322,6 +323,12 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "models. Off by default: the `base_model:` tags of the listing already carry each base and its "
         "relation, and at the free tier (1,000 API requests per 5 minutes) per-model calls take days over "
         "the whole Hub.",
+    ),
+    Setting(
+        "crawl.include_private", "HFSCRAPER_CRAWL_INCLUDE_PRIVATE", BOOL, False,
+        "Also store private repos that the token can see. Off by default: hfscraper mirrors the Hub's public "
+        "metadata, and an archive (or an IPFS pin) of it must not leak a private repo just because the "
+        "crawling account could read it. Skipped ones are counted under `hfscraper/spider/skipped/private`.",
     ),
     _expand_setting(
         constants.REPO_TYPE_MODEL, "models", constants.DEFAULT_EXPAND_MODELS,

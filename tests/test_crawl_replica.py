@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import collections
-import datetime
 import json
 import math
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,68 +16,12 @@ import pytest
 
 from hfscraper.constants import DEFAULT_EXPAND, OUTPUT_FOLDERS
 from hfscraper.hub import HostileIdError, entity_folder_name
+from tests.support.crawl import PAGE_SIZE, CrawlResult, crawl, public
 from tests.support.replica import ReplicaHandle, run_replica
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPIDER_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-PAGE_SIZE = 50  # small pages, so every crawl walks a real cursor chain
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _scrapy_command() -> list[str]:
-    script = Path(sys.executable).with_name("scrapy")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "scrapy"]
-
-
-@dataclass
-class CrawlResult:
-    returncode: int
-    stderr: str
-    stats: dict[str, Any]
-    output: Path
-
-    def stat(self, key: str, default: Any = None) -> Any:
-        return self.stats.get(key, default)
-
-    def metadata(self, repo_type: str) -> dict[str, dict[str, Any]]:
-        """{folder name: parsed metadata.json} of one type."""
-        root = self.output / OUTPUT_FOLDERS[repo_type]
-        if not root.is_dir():
-            return {}
-        return {d.name: json.loads((d / "metadata.json").read_text(encoding="utf-8")) for d in root.iterdir()}
-
-
-def parse_stats(log: str) -> dict[str, Any]:
-    """The stats dict Scrapy dumps at the end of a crawl (pprint output, evaluated without builtins)."""
-    match = re.search(r"Dumping Scrapy stats:\n(\{.*?\})\n\d{4}-\d\d-\d\d ", log, re.S)
-    if not match:
-        return {}
-    return eval(match.group(1), {"__builtins__": {}, "datetime": datetime})
-
-
-def crawl(
-    replica: ReplicaHandle,
-    spider: str,
-    output: Path,
-    *args: str,
-    settings: dict[str, str] | None = None,
-    timeout: float = 600,
-) -> CrawlResult:
-    command = [*_scrapy_command(), "crawl", spider, "-s", f"HFSCRAPER_OUTPUT_DIR={output}", "-s", "LOG_LEVEL=INFO"]
-    for name, value in {"HFSCRAPER_CRAWL_PAGE_SIZE": str(PAGE_SIZE), **(settings or {})}.items():
-        command += ["-s", f"{name}={value}"]
-    for arg in args:
-        command += ["-a", arg]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HFSCRAPER_", "HF_")) or k == "HFSCRAPER_IN_NETNS"}
-    env.update(
-        {"HF_ENDPOINT": replica.url, "HF_TOKEN": "", "HF_HUB_OFFLINE": "0", "HF_HOME": str(output.parent / "hf-home")}
-    )
-    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    return CrawlResult(proc.returncode, proc.stderr, parse_stats(proc.stderr), output)
-
-
-def public(truth: dict[str, Any], repo_type: str) -> list[dict[str, Any]]:
-    return [e for e in truth[f"{repo_type}s"] if not e["private"]]
 
 
 def split_path(entry: dict[str, Any]) -> tuple[str, str]:

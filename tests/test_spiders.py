@@ -337,6 +337,19 @@ def test_bad_items_are_skipped() -> None:
     assert stat(spider, "hfscraper/spider/incomplete") is None
 
 
+def test_private_repos_are_skipped_unless_asked_for() -> None:
+    entries = [entity(1, private=False), entity(2, private=True), entity(3)]
+    spider = make_spider()
+    items, _ = run(spider, page(spider.start_url, entries))
+    assert [i.id for i in items] == ["org/model-1", "org/model-3"]
+    assert stat(spider, "hfscraper/spider/skipped/private") == 1
+
+    spider = make_spider(settings={"HFSCRAPER_CRAWL_INCLUDE_PRIVATE": True})
+    items, _ = run(spider, page(spider.start_url, entries))
+    assert [i.id for i in items] == ["org/model-1", "org/model-2", "org/model-3"]
+    assert stat(spider, "hfscraper/spider/skipped/private") is None
+
+
 def test_hostile_ids_are_emitted_for_the_store_to_judge() -> None:
     spider = make_spider()
     items, _ = run(spider, page(spider.start_url, [{"id": "../../etc/passwd"}, {"id": "a\x00b"}]))

@@ -60,9 +60,13 @@ class CrawlOutcome:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlOutcome:
-        stats = crawler.stats.get_stats() if crawler.stats else {}
+        try:
+            stats = crawler.stats.get_stats() if crawler.stats else {}
+        except RuntimeError:  # Scrapy 2.19: no stats until the crawl has started (e.g. the spider failed to build)
+            stats = {}
         reason = str(stats.get("finish_reason", "not_started"))
-        incomplete = bool(stats.get("hfscraper/spider/incomplete"))
+        # A listing page lost for good, or an entity that could not be stored, means the mirror has a hole.
+        incomplete = bool(stats.get("hfscraper/spider/incomplete")) or bool(stats.get("hfscraper/store/failed"))
         name = crawler.spidercls.name
         return cls(
             spider=name,

@@ -198,6 +198,7 @@ class HubListingSpider(Spider):
         self.max_items: int = args.get("max_items") or settings.getint("HFSCRAPER_CRAWL_MAX_ITEMS", 0)
         if self.max_items < 0:
             raise ValueError(f"HFSCRAPER_CRAWL_MAX_ITEMS must be 0 (no limit) or more, not {self.max_items}")
+        self.include_private: bool = settings.getbool("HFSCRAPER_CRAWL_INCLUDE_PRIVATE", False)
         self.fetch_base_models: bool = self.repo_type == constants.REPO_TYPE_MODEL and settings.getbool(
             "HFSCRAPER_CRAWL_FETCH_BASE_MODELS", False
         )
@@ -317,6 +318,10 @@ class HubListingSpider(Spider):
         repo_id = entry.get("id")
         if not isinstance(repo_id, str) or not repo_id:
             self._bad_item(response, "missing_id", f"id={repo_id!r}, _id={entry.get('_id')!r}")
+            return None
+        if entry.get("private") is True and not self.include_private:
+            # Listings show private repos only to a token that can read them; they are not public metadata.
+            self.stats.inc_value("hfscraper/spider/skipped/private")
             return None
         return self.item_class.from_api(entry)
 

@@ -23,6 +23,7 @@ import pytest
 
 from hfscraper.replica import shapes
 from hfscraper.replica.synth import Entity, build_hub
+from tests.support import report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT.parent / "shared" / "hub_fixtures"
@@ -360,6 +361,8 @@ def test_header_names():
 def test_zz_fidelity_summary():
     total = sum(v for k, v in COMPARED.items() if k != "header sets")
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(COMPARED.items()))
-    print(f"\nfidelity: compared {total} recorded responses ({detail}); entities chosen {HOW['chosen']}, "
-          f"constructed {HOW['constructed']}")
+    report.record(
+        f"fidelity: compared {total} recorded responses ({detail}); entities chosen {HOW['chosen']}, "
+        f"constructed {HOW['constructed']}"
+    )
     assert total > 0

@@ -22,6 +22,10 @@ demo: install
 crawl: install
 	$(VENV)/bin/scrapy crawlall -s JOBDIR=state/crawl
 
+# Lint (ruff.toml); part of `make test` so a green run means a clean tree.
+quality: install
+	$(VENV)/bin/ruff check hfscraper tests scripts
+
 # The test suite, in a network namespace with only loopback where the OS allows.
-test: install
+test: install quality
 	scripts/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)

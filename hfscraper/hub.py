@@ -24,7 +24,8 @@ the repository id by one of three rules, tried in order:
 
 Why this is collision-free: `~` never occurs in a plain name; a plain two-part name always contains `__`
 and a plain one-part name never does, and since no part contains `__` and a name never starts with `_`,
-the split into owner and name is unambiguous; base32 is injective; unpadded base32 never has a length of 1 modulo 8, while the
+the split into owner and name is unambiguous; base32 is injective; unpadded base32 never has a length of 1
+modulo 8, while the
 `h` + 64 hex digits of the hashed form always has (65), so the two encoded forms never meet. The hashed form
 is collision-free as far as SHA-256 is. The real id is always the `id` key inside `metadata.json`.
 

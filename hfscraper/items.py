@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, ClassVar, Self
 
@@ -54,19 +54,19 @@ def parse_hub_datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def format_hub_datetime(value: datetime) -> str:
     """Format like the Hub: UTC, milliseconds, `Z` (a naive datetime is taken as UTC).
 
-    >>> format_hub_datetime(datetime(2022, 3, 2, 23, 29, 4, 120999, tzinfo=timezone.utc))
+    >>> format_hub_datetime(datetime(2022, 3, 2, 23, 29, 4, 120999, tzinfo=UTC))
     '2022-03-02T23:29:04.120Z'
     """
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    v = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    v = value.astimezone(UTC)
     return (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
         f".{v.microsecond // 1000:03d}Z"

@@ -18,7 +18,8 @@ TYPES = {"model": "models", "dataset": "datasets", "space": "spaces"}
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]:
-    with run_replica(tmp_dir=tmp_path_factory.mktemp("replica"), models=3000, datasets=1000, spaces=1000, seed=1) as hub:
+    tmp = tmp_path_factory.mktemp("replica")
+    with run_replica(tmp_dir=tmp, models=3000, datasets=1000, spaces=1000, seed=1) as hub:
         yield hub
 
 

@@ -12,7 +12,7 @@ import json
 import pickle
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,8 @@ def test_recorded_model_fields(hub_fixtures: Path) -> None:
     assert isinstance(item, ModelItem)
     assert item.id == "gpt2" and item.mongo_id == "621ffdc036468d709f17434d"
     assert item.author == "openai-community" and item.model_id == "gpt2"
-    assert item.last_modified == datetime(2024, 2, 19, 10, 57, 45, tzinfo=timezone.utc)
-    assert item.created_at == datetime(2022, 3, 2, 23, 29, 4, tzinfo=timezone.utc)
+    assert item.last_modified == datetime(2024, 2, 19, 10, 57, 45, tzinfo=UTC)
+    assert item.created_at == datetime(2022, 3, 2, 23, 29, 4, tzinfo=UTC)
     assert item.created_at.tzinfo is not None
     assert item.gated is False and item.disabled is False and item.private is False
     assert item.pipeline_tag == "text-generation" and item.library_name == "transformers"
@@ -168,7 +168,7 @@ _TEXT = [
 
 
 def _date(rng: random.Random) -> Any:
-    base = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(
+    base = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(
         seconds=rng.randrange(0, 10**9), milliseconds=rng.randrange(1000)
     )
     choice = rng.randrange(10)
@@ -253,13 +253,13 @@ def test_dates_are_aware_utc() -> None:
     item = ModelItem.from_api(
         {"id": "a", "lastModified": "2024-02-19T12:57:45.000+02:00", "createdAt": "2024-01-01T00:00:00Z"}
     )
-    assert item.last_modified == datetime(2024, 2, 19, 10, 57, 45, tzinfo=timezone.utc)
-    assert item.created_at == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert item.last_modified == datetime(2024, 2, 19, 10, 57, 45, tzinfo=UTC)
+    assert item.created_at == datetime(2024, 1, 1, tzinfo=UTC)
     # the original text comes back while the value is untouched ...
     assert item.to_api()["lastModified"] == "2024-02-19T12:57:45.000+02:00"
     assert item.to_api()["createdAt"] == "2024-01-01T00:00:00Z"
     # ... and the Hub's form once it changes
-    item.created_at = datetime(2025, 5, 6, 7, 8, 9, 10_000, tzinfo=timezone.utc)
+    item.created_at = datetime(2025, 5, 6, 7, 8, 9, 10_000, tzinfo=UTC)
     assert item.to_api()["createdAt"] == "2025-05-06T07:08:09.010Z"
 
 
@@ -308,13 +308,13 @@ def test_fields_set_later_are_appended() -> None:
     item.set_api_value("newKey", [1])
     item.set_api_value("createdAt", "2024-01-01T00:00:00.000Z")
     assert list(item.to_api()) == ["id", "likes", "baseModels", "newKey", "createdAt"]
-    assert item.created_at == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert item.created_at == datetime(2024, 1, 1, tzinfo=UTC)
     item.likes = 7
     assert item.to_api()["likes"] == 7
 
 
 def test_items_built_by_hand() -> None:
-    item = DatasetItem(id="o/d", likes=1, created_at=datetime(2024, 1, 1, tzinfo=timezone.utc), extra={"k": 1})
+    item = DatasetItem(id="o/d", likes=1, created_at=datetime(2024, 1, 1, tzinfo=UTC), extra={"k": 1})
     assert item.to_api() == {"id": "o/d", "createdAt": "2024-01-01T00:00:00.000Z", "likes": 1, "k": 1}
 
 

@@ -79,7 +79,7 @@ def compare(recorded: Any, ours: Any, path: str = "", ordered: bool = True) -> l
         if path in FREE_KEYS:
             if recorded and ours:
                 sample = next(iter(recorded.values()))
-                for key, value in ours.items():
+                for value in ours.values():
                     out += compare(sample, value, f"{path}.*", ordered)
             return out
         rk, ok = list(recorded), list(ours)
@@ -200,7 +200,7 @@ def test_model_info_expand(hub):
     assert len(bodies) >= 5
     warm = [m for m in hub.models if "inferenceProviderMapping" in m.fields]
     assert warm
-    for name, data, body in bodies:
+    for name, _data, body in bodies:
         expand = [k for k in body if k not in ("_id", "id")]
         for e in warm[:3]:
             assert compare(body, shapes.render_info(e, expand=expand)) == [], name
@@ -210,7 +210,7 @@ def test_model_info_expand(hub):
 def test_space_info_expand(hub):
     bodies = cassette_bodies(lambda data, body: "xetEnabled" in body)
     assert bodies
-    for name, data, body in bodies:
+    for name, _data, body in bodies:
         expand = [k for k in body if k not in ("_id", "id")]
         shapes.validate_expand("space", expand, listing=False)
         assert compare(body, shapes.render_info(hub.spaces[0], expand=expand)) == [], name
@@ -220,7 +220,7 @@ def test_space_info_expand(hub):
 def test_space_runtime(hub):
     bodies = cassette_bodies(lambda data, body: "stage" in body)
     assert len(bodies) == 2
-    for name, data, body in bodies:
+    for name, _data, body in bodies:
         static = "gcTimeout" not in body  # the static Space's runtime has no gcTimeout/devMode/domains
         candidates = [s for s in hub.spaces if (s.fields["sdk"] == "static") == static
                       and s.fields["runtime"]["stage"] == body["stage"] and s.fields["runtime"]["storage"] is None]
@@ -253,7 +253,7 @@ def test_list_items_models(hub):
     expanded = load(THIRD / "list_models_expand_items_2026-09.json")["body_json_trimmed"]
     for item in expanded:
         expand = [k for k in item if k not in ("_id", "id")]
-        ours = _choose_list_item(hub.models, item, lambda e: shapes.render_list_item(e, expand=expand))
+        ours = _choose_list_item(hub.models, item, lambda e, expand=expand: shapes.render_list_item(e, expand=expand))
         assert "modelId" not in ours and compare(item, ours) == []
     COMPARED["models listing, expand"] += 1
     # The order requested is irrelevant: the Hub's projection order wins.

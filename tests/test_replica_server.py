@@ -728,9 +728,10 @@ def test_fault_rules_from_the_command_line_and_validation() -> None:
             hub.set_faults([{"kind": "no-such-kind"}])
         assert refused.value.code == 400
         assert hub.stop() == 0  # SIGTERM stops it cleanly
-    with pytest.raises(ReplicaError, match="unknown fault kind"):
-        with run_replica(models=5, datasets=1, spaces=1, faults=["explode:1"]):
-            pass
+    with pytest.raises(ReplicaError, match="unknown fault kind"), run_replica(
+        models=5, datasets=1, spaces=1, faults=["explode:1"]
+    ):
+        pass
 
 
 # ------------------------------------------------------------------------------------------- request log

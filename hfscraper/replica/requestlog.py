@@ -24,7 +24,7 @@ class RequestLog:
         self._file: IO[str] | None = None
         if path is not None:
             # Line-buffered append: every entry is on disk as soon as it is logged, even if the process is killed.
-            self._file = open(path, "a", encoding="utf-8", buffering=1)
+            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed by close())
 
     def add(
         self,

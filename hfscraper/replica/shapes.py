@@ -24,7 +24,8 @@ inference, marked [I], that follows the recorded neighbours.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # hub-api.md §1.4 (huggingface_hub hf_api.py Expand*Property_T).
 EXPANDABLE: dict[str, tuple[str, ...]] = {

@@ -28,8 +28,9 @@ import math
 import random
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 REPO_TYPES = ("model", "dataset", "space")
 _PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -226,7 +227,7 @@ _WIDGET_DEFAULTS = {
     "token-classification": [{"text": "My name is Wolfgang and I live in Berlin"}],
     "question-answering": [{"text": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin"}],
     "text2text-generation": [{"text": "Translate to German: My name is Arthur"}],
-    "summarization": [{"text": "The tower is 324 metres (1,063 ft) tall, about the same height as an 81-storey building."}],
+    "summarization": [{"text": "The tower is 324 metres (1,063 ft) tall, about the same height as an 81-storey building."}],  # noqa: E501 (a recorded value, kept whole)
     "sentence-similarity": [{"source_sentence": "That is a happy person",
                              "sentences": ["That is a happy dog", "That is a very happy person"]}],
     "text-to-image": [{"text": "A high tech solarpunk utopia in the Amazon rainforest"}],
@@ -251,7 +252,9 @@ _DS_KINDS = (
     ("tabular-classification", "tabular", "csv", (("feature_a", "float64"), ("feature_b", "float64"),
                                                   ("target", "int64")), ("titanic", "adult", "iris")),
 )
-_DS_SUFFIX = ("", "", "-cleaned", "_v2", "-ja", "-200k", "-sft", "-dpo", "-binarized", ".v1", "-parquet", "_en", "-mini")
+_DS_SUFFIX = (
+    "", "", "-cleaned", "_v2", "-ja", "-200k", "-sft", "-dpo", "-binarized", ".v1", "-parquet", "_en", "-mini"
+)
 _DS_TAGS = ("synthetic", "math", "code", "chemistry", "biology", "legal", "explanation-generation", "croissant")
 _SIZE_CATS = ((1000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
               (10 ** 12, "1M<n<10M"))
@@ -458,9 +461,9 @@ class SyntheticHub:
 
     def write_truth(self, fp: IO[str]) -> None:
         """`json.dump(self.truth(), fp)` without holding the whole truth in memory."""
-        fp.write('{"seed": %s, "counts": %s' % (json.dumps(self.seed), json.dumps(self.counts())))
+        fp.write(f'{{"seed": {json.dumps(self.seed)}, "counts": {json.dumps(self.counts())}')
         for repo_type in REPO_TYPES:
-            fp.write(', "%ss": [' % repo_type)
+            fp.write(f', "{repo_type}s": [')
             for n, entity in enumerate(self.entities(repo_type)):
                 if n:
                     fp.write(", ")
@@ -807,7 +810,7 @@ class _ModelGen(_Gen):
         if mt in ("llama", "mistral", "qwen2"):
             cfg: dict[str, Any] = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
             if self.chat:
-                cfg["chat_template"] = "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}"
+                cfg["chat_template"] = "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}"  # noqa: E501 (a recorded value, kept whole)
             return cfg
         if mt == "gpt2":
             return {}
@@ -1084,7 +1087,8 @@ class _DatasetGen(_Gen):
         f["tags"] = self.tags()
         if self.citation:
             f["citation"] = (f"@misc{{{self.name.lower()[:30]},\n  title={{{self.pretty}}},\n"
-                             f"  author={{{e.author or 'anonymous'}}},\n  year={{{time.gmtime(e.created).tm_year}}}\n}}")
+                             f"  author={{{e.author or 'anonymous'}}},\n"
+                             f"  year={{{time.gmtime(e.created).tm_year}}}\n}}")
         f["description"] = self._description()
         if self.pwc:
             f["paperswithcode_id"] = re.sub(r"[^a-z0-9-]", "-", self.name.lower())[:40]
@@ -1297,7 +1301,8 @@ class _Builder:
             elif style < 0.6:
                 name = f"{syl}-{rng.choice(_ORG_WORDS)}"
             elif style < 0.8:
-                name = syl.capitalize() + rng.choice(("AI", "Labs", "", "X")) + (str(rng.randint(1, 99)) if rng.random() < 0.3 else "")
+                suffix = rng.choice(("AI", "Labs", "", "X"))
+                name = syl.capitalize() + suffix + (str(rng.randint(1, 99)) if rng.random() < 0.3 else "")
             else:
                 name = f"{syl}{rng.randint(1, 9999)}"
             if name.lower() not in seen and len(name) <= 42:
@@ -1348,7 +1353,10 @@ class _Builder:
         if repo_type != "space":
             e.downloads = 0 if rng.random() < 0.3 else int(math.exp(rng.random() * 15)) - 1
             e.downloads_all = e.downloads * (1 + rng.randrange(20)) + rng.randrange(100)
-        e.likes = int((e.downloads + 1) ** 0.45 * rng.random()) if repo_type != "space" else int(math.exp(rng.random() * 8)) - 1
+        if repo_type != "space":
+            e.likes = int((e.downloads + 1) ** 0.45 * rng.random())
+        else:
+            e.likes = int(math.exp(rng.random() * 8)) - 1
         e.trending = int(e.likes * rng.random() * 0.2) if rng.random() < 0.3 else 0
         return e
 

@@ -28,7 +28,7 @@ class Fetched:
         return json.loads(self.body)
 
     def header_names(self) -> set[str]:
-        return {name.lower() for name in self.headers.keys()}
+        return {name.lower() for name in self.headers}
 
 
 def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None, timeout: float = 30.0) -> Fetched:

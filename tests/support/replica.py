@@ -196,7 +196,7 @@ def run_replica(
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH", "")]))
     child_env.update(env or {})
-    stderr_file = open(stderr_path, "wb")
+    stderr_file = open(stderr_path, "wb")  # noqa: SIM115 (the child owns it; closed on stop)
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL, env=child_env
     )

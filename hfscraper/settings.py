@@ -41,6 +41,11 @@ ITEM_PIPELINES = {
     "hfscraper.pipelines.entity_store.EntityStorePipeline": 800,
 }
 
+# Components are registered in these blocks, each in its own priority band (keep the gaps).
+DOWNLOADER_MIDDLEWARES: dict[str, int] = {}
+SPIDER_MIDDLEWARES: dict[str, int] = {}
+EXTENSIONS: dict[str, int] = {}
+
 # The Hub answers file downloads with redirects (to resolve-cache and to its CDN); Scrapy's media
 # pipelines ignore redirects unless told otherwise.
 MEDIA_ALLOW_REDIRECTS = True

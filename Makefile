@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo crawl test quality
+.PHONY: install demo crawl test quality bench
 
 install: $(STAMP)
 
@@ -29,3 +29,7 @@ quality: install
 # The test suite, in a network namespace with only loopback where the OS allows.
 test: install quality
 	scripts/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmarks against the bundled replica (loopback only): bench/results/<date>.json and bench/RESULTS.md.
+bench: install
+	scripts/hermetic.sh $(PY) -m bench.run $(BENCH_ARGS)

@@ -16,7 +16,7 @@ Settings (TOML key, Scrapy setting):
 hub.endpoint                HFSCRAPER_HUB_ENDPOINT - the Hub's base URL (http or https, no trailing slash)
 hub.token                   HFSCRAPER_HUB_TOKEN - a Secret, never a plain str; use ``resolve_token(settings)``
 crawl.output_dir            HFSCRAPER_OUTPUT_DIR - where the entity tree is written
-state.dir                   HFSCRAPER_STATE_DIR - crash-safe crawl state (cursors, progress)
+state.dir                   HFSCRAPER_STATE_DIR - crash-safe crawl state (one SQLite file per output folder)
 export.dir                  HFSCRAPER_EXPORT_DIR - the Parquet export
 crawl.page_size             HFSCRAPER_CRAWL_PAGE_SIZE - listing page size (``limit``), 1 to 1000
 crawl.sort                  HFSCRAPER_CRAWL_SORT - listing order; ``createdAt`` is the only stable one
@@ -27,6 +27,15 @@ crawl.expand_models         HFSCRAPER_CRAWL_EXPAND_MODELS - ``expand`` fields of
 crawl.expand_datasets       HFSCRAPER_CRAWL_EXPAND_DATASETS - ``expand`` fields of the dataset listing
 crawl.expand_spaces         HFSCRAPER_CRAWL_EXPAND_SPACES - ``expand`` fields of the space listing
 store.fsync                 HFSCRAPER_STORE_FSYNC - fsync each metadata.json before its rename
+ratelimit.enabled           HFSCRAPER_RATELIMIT_ENABLED - pace requests by the Hub's RateLimit headers, pause on 429
+ratelimit.max_wait          HFSCRAPER_RATELIMIT_MAX_WAIT - the longest pause after a 429, in seconds
+ratelimit.reserve           HFSCRAPER_RATELIMIT_RESERVE - requests of each quota window left unspent
+ratelimit.max_429_retries   HFSCRAPER_RATELIMIT_MAX_429_RETRIES - retries of one request after 429s
+deltafetch.enabled          DELTAFETCH_ENABLED - skip entities stored before at the same sha and lastModified
+deltafetch.reset            DELTAFETCH_RESET - forget which entities are complete, so every one is stored again
+
+``DELTAFETCH_*`` keep scrapy-deltafetch's names (``hfscraper.middlewares.deltafetch`` offers its interface); their
+environment variables are ``HFSCRAPER_DELTAFETCH_*``, like every other setting's.
 
 A ``[scrapy]`` table passes plain Scrapy settings through (``CONCURRENT_REQUESTS = 16``); each name must be one
 of Scrapy's own settings.
@@ -81,6 +90,9 @@ SETTINGS_FILE_ENV: Final = "HFSCRAPER_SETTINGS"
 ROOT_FILE_NAME: Final = "settings.toml"
 #: Every hfscraper Scrapy setting (and environment variable) starts with this.
 PREFIX: Final = "HFSCRAPER_"
+#: Scrapy setting names hfscraper also owns and validates, although they keep another component's naming
+#: (scrapy-deltafetch's); their environment variables still start with PREFIX.
+FOREIGN_PREFIXES: Final = ("DELTAFETCH_",)
 #: ``HFSCRAPER_*`` environment variables that are not settings: the override file, and the flag
 #: scripts/hermetic.sh sets inside its network namespace.
 NON_SETTING_ENV: Final = frozenset({SETTINGS_FILE_ENV, "HFSCRAPER_IN_NETNS"})
@@ -210,7 +222,7 @@ class Setting:
 
     def __post_init__(self) -> None:
         assert self.type in TYPES, self.type
-        assert self.name.startswith(PREFIX), self.name
+        assert self.name.startswith((PREFIX, *FOREIGN_PREFIXES)), self.name
         assert self.key.count(".") == 1, self.key
 
     @property
@@ -218,9 +230,14 @@ class Setting:
         return self.key.partition(".")[0]
 
     @property
+    def env_name(self) -> str:
+        """The setting's own environment variable: its name, with ``HFSCRAPER_`` in front if it lacks it."""
+        return self.name if self.name.startswith(PREFIX) else PREFIX + self.name
+
+    @property
     def env_names(self) -> tuple[str, ...]:
         """Environment variables read by ``load_config``, lowest precedence first (a secret: none)."""
-        return () if self.secret else (*self.env_aliases, self.name)
+        return () if self.secret else (*self.env_aliases, self.env_name)
 
     def allowed(self) -> str:
         """What a valid value looks like, as the end of "must be ..."."""
@@ -345,7 +362,9 @@ SCHEMA: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "state.dir", "HFSCRAPER_STATE_DIR", PATH, "state",
-        "Crash-safe crawl state (listing cursors, progress), kept between runs to resume and re-run cheaply.",
+        "Crash-safe crawl state, kept between runs to resume and re-run cheaply: one SQLite file (WAL mode) per "
+        "output folder, `hfscraper-<folder name>-<hash of its path>.sqlite3`, with each listing's cursor, every "
+        "crawl and each entity's version and tombstone. `scrapy status` shows it.",
     ),
     Setting(
         "export.dir", "HFSCRAPER_EXPORT_DIR", PATH, "data/huggingface_hub_metadata",
@@ -356,10 +375,55 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "fsync each metadata.json before it is renamed into place, so a power loss cannot leave an empty or "
         "partial file. Slower; without it the rename is still atomic when the crawler itself crashes.",
     ),
+    Setting(
+        "ratelimit.enabled", "HFSCRAPER_RATELIMIT_ENABLED", BOOL, True,
+        "Pace requests by the Hub's `RateLimit` headers, per host and bucket (`api`, `resolvers`, `pages`), so "
+        "that no bucket runs dry, and pause every request to a host after a 429 "
+        "(`RateLimitDownloaderMiddleware`). Off: 429s are retried by Scrapy's RetryMiddleware, at once.",
+    ),
+    Setting(
+        "ratelimit.max_wait", "HFSCRAPER_RATELIMIT_MAX_WAIT", FLOAT, 600.0,
+        "The longest pause after a 429, in seconds. The pause lasts until `Retry-After` (seconds or a date), "
+        "else until the window's reset, else an exponential backoff; a longer one is cut to this. The Hub's "
+        "windows are 5 minutes long, so the default never cuts a reset short.",
+        minimum=0,
+    ),
+    Setting(
+        "ratelimit.reserve", "HFSCRAPER_RATELIMIT_RESERVE", INT, 1,
+        "Requests of each quota window that are never spent. The crawl cannot see requests the same client "
+        "(token, else IP) sends from elsewhere, such as `huggingface-cli` in another terminal, and the Hub may "
+        "count concurrent requests in another order than they were sent; one spare request absorbs such a "
+        "miscount for 1/quota of the throughput (0.2% of the anonymous API quota). 0 spends every request.",
+        minimum=0,
+    ),
+    Setting(
+        "ratelimit.max_429_retries", "HFSCRAPER_RATELIMIT_MAX_429_RETRIES", INT, 10,
+        "How often one request is retried after 429 answers before it fails. Separate from Scrapy's "
+        "`RETRY_TIMES`: a 429 means \"not yet\", not that the request failed, and each retry waits for the "
+        "pause first. A request's `max_retry_times` meta key overrides it.",
+        minimum=0,
+    ),
+    Setting(
+        "deltafetch.enabled", "DELTAFETCH_ENABLED", BOOL, True,
+        "Skip an entity whose `sha`, `lastModified` and listing fields equal what the crawl state recorded when "
+        "it was last stored, once it completed every pipeline stage: an unchanged Hub is re-crawled without "
+        "rewriting a folder or downloading a file (`deltafetch/skipped`). Counters that change without a "
+        "commit (downloads, likes) are then refreshed only when the repository changes. Requests with "
+        "`meta[\"deltafetch_key\"]` are skipped once a response to that key produced a stored item; "
+        "`meta[\"deltafetch_enabled\"] = false` opts a request out. Entities that the same crawl already "
+        "stored are skipped whatever this says (a resumed crawl re-reads some pages).",
+    ),
+    Setting(
+        "deltafetch.reset", "DELTAFETCH_RESET", BOOL, False,
+        "At the start of the crawl, forget which entities of the spider's type completed their stages (and "
+        "the spider's deltafetch keys), so that every entity is stored again; entity history and tombstones "
+        "are kept.",
+    ),
 )  # fmt: skip
 
 BY_KEY: Final[dict[str, Setting]] = {s.key: s for s in SCHEMA}
 BY_NAME: Final[dict[str, Setting]] = {s.name: s for s in SCHEMA}
+BY_ENV: Final[dict[str, Setting]] = {s.env_name: s for s in SCHEMA}
 SECTIONS: Final[tuple[str, ...]] = tuple(dict.fromkeys(s.section for s in SCHEMA))
 TOKEN: Final = BY_NAME["HFSCRAPER_HUB_TOKEN"]
 
@@ -696,8 +760,8 @@ def _check_scrapy_passthrough(name: str, value: Any, where: str) -> None:
 
 def _apply_environ(values: dict[str, Any], environ: Mapping[str, str]) -> None:
     for var in sorted(environ):
-        if var.startswith(PREFIX) and var not in NON_SETTING_ENV and var not in BY_NAME:
-            problem = "unknown setting" + _did_you_mean(var, (*BY_NAME, *NON_SETTING_ENV))
+        if var.startswith(PREFIX) and var not in NON_SETTING_ENV and var not in BY_ENV:
+            problem = "unknown setting" + _did_you_mean(var, (*BY_ENV, *NON_SETTING_ENV))
             raise ConfigError(f"environment {var}", problem)
     if TOKEN.name in environ:
         raise ConfigError(
@@ -712,7 +776,7 @@ def _apply_environ(values: dict[str, Any], environ: Mapping[str, str]) -> None:
             try:
                 values[setting.name] = _coerce(setting, raw, text=True)
             except _Invalid as exc:
-                alias = f" ({setting.key})" if var != setting.name else ""
+                alias = f" ({setting.key})" if var != setting.env_name else ""
                 raise ConfigError(f"environment {var}={_show_text(raw)}{alias}", str(exc)) from None
 
 
@@ -732,14 +796,14 @@ def _scrapy_origin(name: str, priority: int | None, shown: str) -> str:
 
 
 def validate_scrapy_settings(settings: BaseSettings | MutableMapping[str, Any]) -> None:
-    """Check every ``HFSCRAPER_*`` setting in *settings*, and normalise it in place.
+    """Check every ``HFSCRAPER_*`` (and ``DELTAFETCH_*``) setting in *settings*, and normalise it in place.
 
     Values given with ``-s`` arrive as strings; they are parsed with the schema (``"50"`` becomes 50,
     ``"a,b"`` a list) and set back at the priority they came with. Unknown names get a did-you-mean.
     Call it once ``-s`` is applied (a command's ``process_options``); raises ConfigError.
     """
     for name in sorted(settings):
-        if not name.startswith(PREFIX):
+        if not name.startswith((PREFIX, *FOREIGN_PREFIXES)):
             continue
         value = settings[name]
         priority = settings.getpriority(name) if isinstance(settings, BaseSettings) else None

@@ -138,6 +138,9 @@ class HubEntityItem:
         # Bookkeeping for to_api(), kept out of the dataclass fields so ItemAdapter and exporters never see it.
         self._api_order: list[str] = []
         self._api_raw: dict[str, tuple[Any, Any]] = {}
+        # Crawl bookkeeping, never part of the Hub JSON: (cursor chain id, listing page number) of the page
+        # that listed this entity (see hfscraper.extensions.checkpoint).
+        self._crawl_page: tuple[str, int] | None = None
 
     # -- mapping ------------------------------------------------------------------------------------------
 

@@ -39,12 +39,34 @@ RETRY_TIMES = 3
 
 ITEM_PIPELINES = {
     "hfscraper.pipelines.entity_store.EntityStorePipeline": 800,
+    # Last: records each entity that went through every stage in the crash-safe state, before any feed
+    # sees it (so a crawl killed and resumed never writes a feed row twice).
+    "hfscraper.pipelines.state.CrawlStatePipeline": 1000,
 }
 
 # Components are registered in these blocks, each in its own priority band (keep the gaps).
-DOWNLOADER_MIDDLEWARES: dict[str, int] = {}
-SPIDER_MIDDLEWARES: dict[str, int] = {}
-EXTENSIONS: dict[str, int] = {}
+DOWNLOADER_MIDDLEWARES: dict[str, int] = {
+    # Scrapy's retries, plus a WARNING line per retry (Scrapy logs them at DEBUG only).
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "hfscraper.middlewares.retry.LoggingRetryDownloaderMiddleware": 550,
+    # Before RedirectMiddleware (600) sees a 3xx: a redirect is never dropped by the duplicate filter.
+    "hfscraper.middlewares.redirects.KeepRedirectsDownloaderMiddleware": 610,
+    # Paces each Hub bucket by its RateLimit headers and pauses the host on 429: after every other
+    # process_request (right before sending, before the token is added), and it sees each raw response
+    # before RedirectMiddleware (600) and the retry middleware (550) do.
+    "hfscraper.middlewares.ratelimit.RateLimitDownloaderMiddleware": 940,
+    # Next to the downloader: the token is on a request only while it is sent, and only to the Hub.
+    "hfscraper.middlewares.auth.HubAuthDownloaderMiddleware": 950,
+}
+SPIDER_MIDDLEWARES: dict[str, int] = {
+    # Drops entities the crawl state already holds (this crawl's own, after a resume; unchanged ones with
+    # DELTAFETCH_ENABLED) before they reach the item pipeline.
+    "hfscraper.middlewares.deltafetch.DeltaFetchSpiderMiddleware": 500,
+}
+EXTENSIONS: dict[str, int] = {
+    # Crash-safe resume: the listing's crawl, cursor checkpoints and completion in HFSCRAPER_STATE_DIR.
+    "hfscraper.extensions.checkpoint.CheckpointExtension": 500,
+}
 
 # The Hub answers file downloads with redirects (to resolve-cache and to its CDN); Scrapy's media
 # pipelines ignore redirects unless told otherwise.

@@ -115,11 +115,27 @@ def test_recrawl_rewrites_nothing(replica: ReplicaHandle, tmp_path: Path) -> Non
     first = crawl(replica, "datasets", tmp_path / "out")
     assert first.returncode == 0
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("metadata.json")}
+    mark = replica.mark()
     second = crawl(replica, "datasets", tmp_path / "out")
-    assert second.returncode == 0
+    assert second.returncode == 0, second.stderr[-3000:]
     n = len(public(replica.truth, "dataset"))
-    assert second.stat("hfscraper/store/unchanged") == n and second.stat("hfscraper/store/written") is None
+    # unchanged entities are skipped before the store (deltafetch over the crawl state): nothing rewritten
+    assert second.stat("deltafetch/skipped") == n and second.stat("hfscraper/store/written") is None
+    assert second.stat("item_scraped_count") is None
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("metadata.json")} == before
+    assert {split_path(r)[0] for r in replica.requests(since=mark)} == {"/api/datasets"}
+
+    # without deltafetch every entity goes through the store again, which still rewrites nothing
+    third = crawl(replica, "datasets", tmp_path / "out", settings={"DELTAFETCH_ENABLED": "false"})
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stat("hfscraper/store/unchanged") == n and third.stat("hfscraper/store/written") is None
+    assert third.stat("deltafetch/skipped") is None
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("metadata.json")} == before
+
+    # DELTAFETCH_RESET forgets which entities are complete: all go through the store once more, then are skipped
+    reset = crawl(replica, "datasets", tmp_path / "out", settings={"DELTAFETCH_RESET": "true"})
+    assert reset.returncode == 0 and reset.stat("hfscraper/store/unchanged") == n
+    assert reset.stat("deltafetch/skipped") is None and reset.stat("deltafetch/stored") == n
 
 
 # -- spider arguments ---------------------------------------------------------------------------------------
@@ -272,6 +288,13 @@ def test_fetch_base_models(replica: ReplicaHandle, tmp_path: Path) -> None:
     without = [e for e in entities if e not in with_base]
     assert all("baseModels" not in written[entity_folder_name(e["id"])] for e in without)
 
+    # again: unchanged models are skipped before their per-model request is even made
+    mark = replica.mark()
+    again = crawl(replica, "models", tmp_path / "out", settings={"HFSCRAPER_CRAWL_FETCH_BASE_MODELS": "true"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stat("deltafetch/skipped") == len(entities) and again.stat("item_scraped_count") is None
+    assert not [r for r in replica.requests(since=mark, origin="hub") if split_path(r)[0].startswith("/api/models/")]
+
 
 # -- hostile ids --------------------------------------------------------------------------------------------
 
@@ -289,7 +312,9 @@ def test_hostile_ids_stay_inside_the_output_folder(hostile_replica: ReplicaHandl
     repo_before = set(os.listdir(REPO_ROOT))
     output = sandbox / "deep" / "out"
 
-    result = crawl(hostile_replica, spider, output, settings={"HFSCRAPER_CRAWL_FETCH_BASE_MODELS": "true"})
+    # the crawl state is the harness's to place: beside the sandbox, not in it
+    settings = {"HFSCRAPER_CRAWL_FETCH_BASE_MODELS": "true", "HFSCRAPER_STATE_DIR": str(tmp_path / "state")}
+    result = crawl(hostile_replica, spider, output, settings=settings)
     assert result.stat("finish_reason") == "finished", result.stderr[-3000:]
 
     entities = public(hostile_replica.truth, repo_type)
@@ -319,7 +344,7 @@ def test_hostile_ids_stay_inside_the_output_folder(hostile_replica: ReplicaHandl
     outside = {p for p in created if p != output and output not in p.parents and p not in output.parents}
     assert not outside, sorted(outside)
     assert os.listdir(sandbox / "etc") == []
-    assert set(os.listdir(tmp_path)) == {"sandbox", "hf-home"} or set(os.listdir(tmp_path)) == {"sandbox"}
+    assert set(os.listdir(tmp_path)) - {"hf-home", "state"} == {"sandbox"}
     assert set(os.listdir(tmp_path.parent)) == parent_before
     # (the repository may gain files from other work meanwhile: none of them may hold a hostile entity)
     hostile_ids = {e["id"] for e in entities}

@@ -301,7 +301,8 @@ def test_next_link_loop_is_detected() -> None:
     ],
 )
 def test_bad_pages_are_counted_not_fatal(body: bytes, content_type: str, reason: str) -> None:
-    spider = make_spider()
+    # With no retries left (tests/test_spider_bad_pages.py has the retries themselves).
+    spider = make_spider(settings={"RETRY_TIMES": 0})
     cls = HtmlResponse if "html" in content_type else TextResponse
     response = cls(
         spider.start_url,

@@ -19,6 +19,7 @@ from hfscraper.commands.runner import (
     fail_usage,
     validate_settings,
     validate_spider_arguments,
+    validate_token,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Command(ScrapyCrawlCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         validate_settings(self.settings)
+        validate_token(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy.commands import BaseRunSpiderCommand
 from scrapy.crawler import Crawler
+from scrapy.settings import SETTINGS_PRIORITIES
 
 from hfscraper.commands.runner import (
     CrawlOutcome,
     exit_code,
     validate_settings,
     validate_spider_arguments,
+    validate_token,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class Command(BaseRunSpiderCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         validate_settings(self.settings)
+        validate_token(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.crawler_process and self.settings is not None
@@ -51,7 +54,9 @@ class Command(BaseRunSpiderCommand):
             validate_spider_arguments(spidercls, opts.spargs)
             settings = self.settings.copy()
             if jobdir:
-                settings.set("JOBDIR", os.path.join(jobdir, name), priority="cmdline")
+                # Above 'cmdline': CrawlerProcess.crawl() merges its own settings (the shared -s JOBDIR, at
+                # 'cmdline') into the crawler and would overwrite an equal priority.
+                settings.set("JOBDIR", os.path.join(jobdir, name), priority=SETTINGS_PRIORITIES["cmdline"] + 1)
             crawler = Crawler(spidercls, settings, init_reactor=not crawlers)
             crawlers.append(crawler)
             self.crawler_process.crawl(crawler, **opts.spargs)

@@ -38,6 +38,18 @@ def validate_settings(settings: Settings) -> None:
         raise SystemExit(EXIT_USAGE) from None
 
 
+def validate_token(settings: Settings) -> None:
+    """Check the Hub token (HF_TOKEN, the token file, hub.token) before a crawl starts, without showing it;
+    exit 2 with one line if it is unusable (the auth middleware would otherwise fail with a traceback)."""
+    from hfscraper.config import ConfigError, resolve_token
+
+    try:
+        resolve_token(settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def validate_spider_arguments(spidercls: type, spargs: dict[str, Any]) -> None:
     """Run the spider's own argument check before any crawler is built; exit 2 with one line if bad."""
     check = getattr(spidercls, "validate_arguments", None)

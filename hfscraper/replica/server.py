@@ -15,7 +15,10 @@ Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
 - Every response carries ``RateLimit``/``RateLimit-Policy``; past the quota, 429.
 - ``/_replica/...``: admin endpoints (not part of the Hub, not rate limited, not
   logged, never faulted): ``GET info``, ``GET requests``, ``GET|POST faults``,
-  ``POST reset-quota``.
+  ``POST reset-quota``, ``POST mutate`` (change the Hub while it runs: ``{"type": "model",
+  "touch": [ids], "delete": [ids], "restore": [ids]}``; a touched repo gets a new ``sha`` and a
+  ``lastModified`` newer than every other repo of its type, a deleted one vanishes from listings and
+  answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten).
 
 CDN origin (``http://127.0.0.2:C``): ``GET|HEAD /xet-bridge-us/{repo _id}/{sha256}``
 with a valid signature; honours ``Range``; no rate-limit headers (the real CDN
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import json
 import logging
 import socket
@@ -178,6 +182,8 @@ class HubReplica:
         self.log = RequestLog(options.request_log)
         self.signer = UrlSigner.for_seed(options.seed, ttl=options.cdn_ttl)
         self._trees: OrderedDict[tuple[str, str], RepoTree] = OrderedDict()
+        self.deleted: dict[str, dict[str, Any]] = {t: {} for t in REPO_TYPES.values()}
+        self._touches = 0
         self.hub_url = ""
         self.cdn_url = ""
         self._runners: list[web.AppRunner] = []
@@ -873,7 +879,52 @@ class HubReplica:
         if name == "reset-quota" and request.method == "POST":
             self.limiter.reset()
             return _admin_json({"ok": True})
+        if name == "mutate" and request.method == "POST":
+            try:
+                return _admin_json(self.mutate(await request.json()))
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                return _admin_json({"error": str(exc)}, status=400)
         return _admin_json({"error": f"unknown admin endpoint {path}"}, status=404)
+
+    def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
+        """Touch, delete or restore repos of one type (the ``POST /_replica/mutate`` admin endpoint)."""
+        repo_type = REPO_TYPES.get(change["type"] + "s", change["type"])
+        if repo_type not in self.deleted:
+            raise ValueError(f"unknown type {change['type']!r}")
+        deleted = self.deleted[repo_type]
+        result: dict[str, Any] = {"touched": {}, "deleted": [], "restored": [], "unknown": []}
+        for repo_id in change.get("delete", ()):
+            entity = self.hub.hide(repo_type, repo_id)
+            if entity is None:
+                result["unknown"].append(repo_id)
+                continue
+            deleted[repo_id] = entity
+            result["deleted"].append(repo_id)
+        for repo_id in change.get("restore", ()):
+            entity = deleted.pop(repo_id, None)
+            if entity is None:
+                result["unknown"].append(repo_id)
+                continue
+            self.hub.unhide(entity)
+            result["restored"].append(repo_id)
+        touch = list(change.get("touch", ()))
+        if touch:
+            newest = max(e.modified for e in self.hub.entities(repo_type))
+            for repo_id in touch:
+                entity = self.hub.get(repo_type, repo_id)
+                if entity is None:
+                    result["unknown"].append(repo_id)
+                    continue
+                self._touches += 1
+                newest += 60
+                entity.modified = newest
+                entity.sha = hashlib.sha1(f"{entity.sha}:{self._touches}".encode()).hexdigest()
+                result["touched"][repo_id] = {"sha": entity.sha, "lastModified": entity.sort_value("lastModified")}
+        live = [e for e in self.hub.entities(repo_type) if e.id not in deleted]
+        self.indexes[repo_type] = ListingIndex(repo_type, live)
+        self._trees.clear()
+        logger.info("replica mutated: %s", result)
+        return result
 
     def info(self) -> dict[str, Any]:
         return {

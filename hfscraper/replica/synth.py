@@ -449,6 +449,14 @@ class SyntheticHub:
             self._renames[entity.repo_type][old] = entity.id
         return entity
 
+    def hide(self, repo_type: str, repo_id: str) -> Entity | None:
+        """Take an entity out of id lookups, as if its repo were deleted (it stays in the truth); returns it."""
+        return self._by_id[_PLURAL.get(repo_type, repo_type)].pop(repo_id, None)
+
+    def unhide(self, entity: Entity) -> None:
+        """Undo `hide`."""
+        self._by_id[entity.repo_type][entity.id] = entity
+
     def counts(self) -> dict[str, int]:
         return {"models": len(self.models), "datasets": len(self.datasets), "spaces": len(self.spaces)}
 

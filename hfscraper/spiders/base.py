@@ -23,12 +23,29 @@ HFSCRAPER_CRAWL_EXPAND_MODELS / _DATASETS / _SPACES - the `expand` values of eac
 
 Spider arguments (`-a name=value`, checked by `validate_arguments` before the crawl starts):
 search, author, filter (comma-separated tags, all must match), sort, limit (page size, overrides
-HFSCRAPER_CRAWL_PAGE_SIZE), max_items (overrides HFSCRAPER_CRAWL_MAX_ITEMS).
+HFSCRAPER_CRAWL_PAGE_SIZE), max_items (overrides HFSCRAPER_CRAWL_MAX_ITEMS), since (`auto` or an ISO 8601
+date: an incremental crawl that lists by lastModified and stops paging at the first entity modified before
+the watermark; `auto` is the watermark of the last complete crawl of the same listing).
+
+Resume (with `hfscraper.extensions.checkpoint`): `start()` continues the listing's unfinished crawl at its
+saved cursor, on a fresh cursor chain; every listing request carries its chain id and page number, and
+responses of another chain (restored from a JOBDIR) are ignored. Each parsed page is registered with the
+number of items it yields, and each item carries its page (`item._crawl_page`), so the cursor is saved only
+once a page's items are all stored. A saved cursor that the Hub refuses (any 4xx but 401, 403, 407, 408 and
+429) restarts the listing from the top; entities this crawl already stored are skipped as duplicates.
 
 Stats:
 hfscraper/spider/pages - listing pages received; hfscraper/spider/items - items yielded;
 hfscraper/spider/bad_page/<reason> - pages whose body or fetch failed (`invalid_json`, `html`,
-`not_a_list`, `http_<status>`, `<exception name>`, `bad_next_link`, `foreign_next_link`, `next_link_loop`);
+`not_a_list`, `http_<status>`, `<exception name>`, `bad_next_link`, `foreign_next_link`, `next_link_loop`,
+`cursor_refused`), counted for every such response, retried or not;
+hfscraper/spider/retry/count, hfscraper/spider/retry/reason_count/bad_page/<reason>,
+hfscraper/spider/retry/max_reached - retries of listing pages with a bad 200 body (`invalid_json`, `html`,
+`not_a_list`), which share RETRY_TIMES (or the `max_retry_times` meta key) with Scrapy's own retries;
+hfscraper/spider/listing_restarts - listings walked again from the first page after the Hub refused a cursor;
+hfscraper/resume/cursor_refused - saved cursors the Hub refused on resume (the listing restarts from the top);
+hfscraper/spider/stale_listing_request, hfscraper/spider/base_models/stale - responses of an older cursor
+chain (from a JOBDIR), ignored; hfscraper/spider/since_reached - an incremental crawl reached its watermark;
 hfscraper/spider/bad_item/<reason> - page elements skipped (`not_an_object`, `missing_id`);
 hfscraper/spider/base_models/<event> - `requested`, `merged`, `absent`, `failed`, `bad_response`,
 `skipped_non_plain_id`; hfscraper/spider/max_items_reached; hfscraper/spider/incomplete - listing pages
@@ -37,19 +54,24 @@ lost. When a listing page is lost the crawl still drains, then closes with reaso
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from scrapy import Request, Spider, signals
+from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from hfscraper import constants
+from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.hub import (
     build_entity_url,
     build_list_url,
@@ -58,7 +80,9 @@ from hfscraper.hub import (
     normalize_endpoint,
     parse_link_next,
 )
-from hfscraper.items import HubEntityItem
+from hfscraper.items import HubEntityItem, format_hub_datetime, parse_hub_datetime
+from hfscraper.middlewares.auth import InvalidTokenError
+from hfscraper.state import item_version
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -70,6 +94,14 @@ logger = logging.getLogger(__name__)
 
 #: The finish reason of a crawl that lost at least one listing page.
 INCOMPLETE_REASON = "listing_incomplete"
+
+#: Request meta keys of listing requests: the cursor chain (one per run) and the page's number in it, and
+#: the flag of the request that continues a saved cursor.
+CHAIN_META = "hfscraper_chain"
+PAGE_META = "hfscraper_page"
+RESUMED_META = "hfscraper_resumed"
+#: Statuses of a refused saved cursor that are not about the cursor (auth, timeouts, rate limits).
+_NOT_A_CURSOR_REFUSAL = frozenset({401, 403, 407, 408, 429})
 
 _AUTHOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
 _MAX_SEARCH_LENGTH = 250
@@ -109,7 +141,7 @@ class HubListingSpider(Spider):
 
     #: The spider arguments this spider accepts (arguments starting with `_`, such as scrapyd's `_job`,
     #: are passed through untouched).
-    ARGUMENTS: ClassVar[tuple[str, ...]] = ("search", "author", "filter", "sort", "limit", "max_items")
+    ARGUMENTS: ClassVar[tuple[str, ...]] = ("search", "author", "filter", "sort", "limit", "max_items", "since")
 
     # -- arguments --------------------------------------------------------------------------------------------
 
@@ -162,6 +194,22 @@ class HubListingSpider(Spider):
             parsed["limit"] = _int_argument("limit", args["limit"], 1, constants.MAX_PAGE_SIZE)
         if "max_items" in args:
             parsed["max_items"] = _int_argument("max_items", args["max_items"], 1, None)
+        if "since" in args:
+            since = _text_argument("since", args["since"]).strip()
+            if since != "auto":
+                moment = parse_hub_datetime(since) if since else None
+                if moment is None:
+                    raise ValueError(
+                        f"-a since={args['since']!r}: must be auto or an ISO 8601 date "
+                        "(2024-06-01 or 2024-06-01T12:00:00Z)"
+                    )
+                since = format_hub_datetime(moment)
+            if parsed.get("sort", "lastModified") != "lastModified":
+                raise ValueError(
+                    f"-a since={args['since']!r}: an incremental crawl lists by lastModified; "
+                    f"drop -a sort={parsed['sort']} (or make it lastModified)"
+                )
+            parsed["since"] = since
         return parsed
 
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
@@ -171,6 +219,8 @@ class HubListingSpider(Spider):
         self._emitted = 0
         self._incomplete: list[str] = []
         self._page_urls: set[str] = set()
+        self._checkpoint: CheckpointExtension | None = None
+        self._since_time: datetime | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -193,6 +243,8 @@ class HubListingSpider(Spider):
                 f"HFSCRAPER_CRAWL_PAGE_SIZE must be from 1 to {constants.MAX_PAGE_SIZE}, not {self.page_size}"
             )
         self.sort: str | None = args.get("sort") or settings.get("HFSCRAPER_CRAWL_SORT", constants.DEFAULT_SORT) or None
+        if args.get("since"):
+            self.sort = "lastModified"  # an incremental crawl walks the newest changes first
         if self.sort is not None and self.sort not in constants.SORT_VALUES[self.repo_type]:
             raise ValueError(f"HFSCRAPER_CRAWL_SORT={self.sort!r} is not a sort order of the {self.repo_type} listing")
         self.max_items: int = args.get("max_items") or settings.getint("HFSCRAPER_CRAWL_MAX_ITEMS", 0)
@@ -208,6 +260,12 @@ class HubListingSpider(Spider):
             )
         except ValueError as exc:
             raise ValueError(f"{self.expand_setting}: {exc}") from None
+        if args.get("since") and "lastModified" not in self.expand:
+            raise ValueError(f"{self.expand_setting}: -a since needs lastModified among the expand fields")
+        # What the listing asks of each entity: an entity stored under another shape is stored again.
+        self.shape: str = hashlib.sha256(
+            json.dumps({"expand": sorted(self.expand), "base_models": self.fetch_base_models}).encode()
+        ).hexdigest()[:12]
         self.start_url: str = build_list_url(
             self.endpoint,
             self.repo_type,
@@ -219,6 +277,31 @@ class HubListingSpider(Spider):
             expand=self.expand,
         )
 
+    def listing_identity(self) -> dict[str, Any]:
+        """What identifies this crawl's listing in the crawl state (`hfscraper.extensions.checkpoint`): the
+        Hub, the type, the query, the order, the fields asked, `max_items` and `since`; never the cursor."""
+        args = self.arguments
+        return {
+            "endpoint": self.endpoint,
+            "type": self.repo_type,
+            "search": args.get("search"),
+            "author": args.get("author"),
+            "filters": sorted(args.get("filters", ())),
+            "sort": self.sort,
+            "expand": sorted(self.expand),
+            "base_models": self.fetch_base_models,
+            "include_private": self.include_private,
+            "max_items": self.max_items,
+            "since": args.get("since"),
+        }
+
+    def _crawl_session(self) -> CrawlSession | None:
+        """This run's crawl session, when the checkpoint extension runs (not in bare unit tests)."""
+        if self._checkpoint is None:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self._checkpoint = self.crawler.get_extension(CheckpointExtension)
+        return self._checkpoint.session if self._checkpoint is not None else None
+
     @property
     def stats(self) -> StatsCollector:
         # Crawler.stats exists only once the crawl starts (Scrapy 2.19 builds the spider before it).
@@ -229,17 +312,43 @@ class HubListingSpider(Spider):
     # -- requests -------------------------------------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Request]:
+        session = self._crawl_session()
+        since = session.since if session is not None else self.arguments.get("since")
+        self._since_time = parse_hub_datetime(since) if since and since != "auto" else None
+        if session is not None and session.chain_done:
+            logger.info("Every page of this %(type)s crawl is stored already; completing it", {"type": self.repo_type})
+            return
+        if session is not None and session.resume is not None:
+            url, seq, self._emitted = session.resume
+            logger.info(
+                "Continuing the %(type)s listing at page %(seq)d: %(url)s",
+                {"type": self.repo_type, "seq": seq, "url": url},
+            )
+            yield self._listing_request(url, seq, resumed=True)
+            return
         logger.info("Listing %(type)ss from %(url)s", {"type": self.repo_type, "url": self.start_url})
         yield self._listing_request(self.start_url)
 
-    def _listing_request(self, url: str) -> Request:
+    def _listing_request(self, url: str, seq: int = 0, *, resumed: bool = False) -> Request:
+        """A listing page request: page *seq* of this run's cursor chain (*resumed*: a saved cursor)."""
         self._page_urls.add(url)
+        session = self._crawl_session()
+        meta: dict[str, Any] = {
+            "hfscraper_listing": True,
+            CHAIN_META: session.chain_id if session is not None else None,
+            PAGE_META: seq,
+        }
+        if resumed:
+            meta[RESUMED_META] = True
         return Request(
             url,
             callback=self.parse,
             errback=self.listing_failed,
             headers={"Accept": "application/json"},
-            meta={"hfscraper_listing": True},
+            meta=meta,
+            # Never dropped by the duplicate filter: a resumed crawl or a restarted listing fetches URLs again
+            # that an earlier run's JOBDIR remembers. Loops are caught by next_page_url instead.
+            dont_filter=True,
         )
 
     def _base_models_request(self, item: HubEntityItem) -> Request:
@@ -264,23 +373,42 @@ class HubListingSpider(Spider):
         The next page is requested before this page's items are yielded, so that fetching it overlaps
         with storing them (the cursor chain is otherwise strictly sequential).
         """
+        if self._is_stale(response.meta.get(CHAIN_META)):
+            self.stats.inc_value("hfscraper/spider/stale_listing_request")
+            logger.info("Ignoring a listing page of an earlier run's cursor chain: %(url)s", {"url": response.url})
+            return
         self.stats.inc_value("hfscraper/spider/pages")
+        seq: int = response.meta.get(PAGE_META, 0)
         entries = self.check_page(response)
         accepted: list[HubEntityItem] = []
+        since_reached = False
         for entry in entries or ():
             if self._limit_reached():
                 break
             item = self.check_item(entry, response)
-            if item is not None:
-                accepted.append(item)
-                self._emitted += 1
+            if item is None:
+                continue
+            if self._since_time is not None and (item.last_modified is None or item.last_modified < self._since_time):
+                since_reached = True
+                break
+            accepted.append(item)
+            self._emitted += 1
+        followed = None
         if self._limit_reached():
             self.stats.set_value("hfscraper/spider/max_items_reached", self.max_items)
             logger.info("Reached max_items=%(n)d; not following further pages", {"n": self.max_items})
+        elif since_reached:
+            self.stats.set_value("hfscraper/spider/since_reached", 1)
+            logger.info(
+                "Reached entities not modified since %(since)s; not following further pages",
+                {"since": format_hub_datetime(self._since_time) if self._since_time else None},
+            )
         else:
-            next_url = self.next_page_url(response)
-            if next_url is not None:
-                yield self._listing_request(next_url)
+            followed = self.next_page_url(response)
+            if followed is not None:
+                yield self._listing_request(followed, seq + 1)
+        if entries is not None:
+            self._page_parsed(response, seq, accepted, followed)
         for item in accepted:
             if self._wants_base_models(item):
                 self.stats.inc_value("hfscraper/spider/base_models/requested")
@@ -303,10 +431,11 @@ class HubListingSpider(Spider):
                 response,
                 "html" if looks_html else "invalid_json",
                 f"{len(body)} bytes of {content_type or 'unknown type'}",
+                retry=True,
             )
             return None
         if not isinstance(data, list):
-            self._bad_page(response, "not_a_list", f"a JSON {type(data).__name__}, not a list")
+            self._bad_page(response, "not_a_list", f"a JSON {type(data).__name__}, not a list", retry=True)
             return None
         return data
 
@@ -347,6 +476,11 @@ class HubListingSpider(Spider):
 
     def listing_failed(self, failure: Failure) -> None:
         """Errback of listing pages: after the retries, a lost page makes the crawl incomplete."""
+        if self._is_stale(failure.request.meta.get(CHAIN_META)):  # type: ignore[attr-defined]
+            self.stats.inc_value("hfscraper/spider/stale_listing_request")
+            return  # an earlier run's chain (from a JOBDIR): this run walks its own
+        if failure.check(InvalidTokenError) or self.resume_refused(failure) or self.restart_listing(failure):
+            return  # the auth middleware has said why and is stopping the crawl; or the listing restarted
         request = failure.request  # type: ignore[attr-defined]
         if failure.check(HttpError):
             status = failure.value.response.status
@@ -372,6 +506,8 @@ class HubListingSpider(Spider):
 
     def parse_base_models(self, response: Response, item: HubEntityItem) -> Iterator[HubEntityItem]:
         """Merge `baseModels` from `/api/models/{id}?expand=baseModels` into the item, then yield it."""
+        if self._stale_item(item):
+            return
         try:
             data = json.loads(response.body)
         except (ValueError, RecursionError):
@@ -389,6 +525,8 @@ class HubListingSpider(Spider):
     def base_models_failed(self, failure: Failure) -> Iterator[HubEntityItem]:
         """Errback of base-model requests: keep the listing's item, without `baseModels`."""
         item: HubEntityItem = failure.request.cb_kwargs["item"]  # type: ignore[attr-defined]
+        if self._stale_item(item):
+            return
         self.stats.inc_value("hfscraper/spider/base_models/failed")
         logger.warning(
             "Could not fetch baseModels of %(id)s (%(error)s); storing it without them",
@@ -402,16 +540,172 @@ class HubListingSpider(Spider):
         self.stats.inc_value("hfscraper/spider/items")
         return item
 
+    def _is_stale(self, chain: object) -> bool:
+        """True for a request of another run's cursor chain (None: made without a crawl session)."""
+        session = self._crawl_session()
+        return session is not None and chain is not None and not session.is_current(chain)
+
+    def _stale_item(self, item: HubEntityItem) -> bool:
+        if item._crawl_page is None or not self._is_stale(item._crawl_page[0]):
+            return False
+        self.stats.inc_value("hfscraper/spider/base_models/stale")
+        return True
+
+    def _page_parsed(self, response: Response, seq: int, items: list[HubEntityItem], followed: str | None) -> None:
+        """Tag the page's items with their page and tell the crawl session what the page yields."""
+        session = self._crawl_session()
+        if session is None:
+            return
+        chain = response.meta.get(CHAIN_META)
+        newest = None
+        for item in items:
+            item._crawl_page = (chain, seq)
+            modified = item_version(item)[1]
+            if modified is not None and (newest is None or modified > newest):
+                newest = modified
+        session.page_parsed(chain, seq, len(items), followed, self._emitted, newest)
+
     def _limit_reached(self) -> bool:
         return bool(self.max_items) and self._emitted >= self.max_items
 
-    def _bad_page(self, response: Response, reason: str, detail: str) -> None:
+    def _bad_page(self, response: Response, reason: str, detail: str, *, retry: bool = False) -> None:
+        """Count an unusable listing page; retry it when *retry* allows and retries are left, else the
+        listing is incomplete."""
         self.stats.inc_value(f"hfscraper/spider/bad_page/{reason}")
+        if retry and self.retry_bad_page(response, reason, detail):
+            return
         self._mark_incomplete(f"{reason} on {response.url}")
         logger.error(
             "Unusable listing page (%(reason)s: %(detail)s): %(url)s",
             {"reason": reason, "detail": detail, "url": response.url},
         )
+
+    # -- bad pages: retry, restart --------------------------------------------------------------------------
+
+    #: Stats prefix of the retries of listing pages whose 200 body was unusable.
+    BAD_PAGE_RETRY_STATS: ClassVar[str] = "hfscraper/spider/retry"
+    #: Meta key set on a listing request whose response was unusable and which is being fetched again.
+    BAD_PAGE_RETRIED_META: ClassVar[str] = "hfscraper_bad_page_retried"
+    #: How often one run walks a listing again from its first page after the Hub refused a cursor.
+    MAX_LISTING_RESTARTS: ClassVar[int] = 3
+    _listing_restarts: int = 0
+
+    def retry_bad_page(self, response: Response, reason: str, detail: str) -> bool:
+        """Fetch a listing page with an unusable 200 body again; False when no retry is left (or allowed).
+
+        A truncated JSON body, an HTML error page with status 200 or a JSON object instead of the list is
+        what a proxy, a CDN hiccup or an overloaded backend returns; the next try usually succeeds. The retry
+        goes through Scrapy's `get_retry_request`, so it shares RETRY_TIMES (or the request's
+        `max_retry_times` meta key) with the retries of 5xx answers and broken connections, honours
+        `dont_retry`, and is counted under BAD_PAGE_RETRY_STATS (`.../reason_count/bad_page/<reason>`).
+
+        The page's `Link` header is dropped: the retried page brings its own, and following this one now
+        as well would fetch the next page twice (a `next_link_loop`). The old request's meta gets
+        BAD_PAGE_RETRIED_META: page bookkeeping must not take this response for the listing's last page.
+        """
+        request = response.request
+        if request is None or request.meta.get("dont_retry"):
+            return False
+        retry = get_retry_request(
+            request, spider=self, reason=f"bad_page/{reason}", stats_base_key=self.BAD_PAGE_RETRY_STATS
+        )
+        if retry is None:
+            return False
+        response.headers.pop(b"Link", None)
+        request.meta[self.BAD_PAGE_RETRIED_META] = True
+        limit = request.meta.get("max_retry_times")
+        logger.warning(
+            "Unusable listing page (%(reason)s: %(detail)s), retrying (%(n)d of %(max)d): %(url)s",
+            {
+                "reason": reason,
+                "detail": detail,
+                "n": retry.meta["retry_times"],
+                "max": limit if limit is not None else self.crawler.settings.getint("RETRY_TIMES"),
+                "url": response.url,
+            },
+        )
+        assert self.crawler.engine is not None
+        self.crawler.engine.crawl(retry)
+        return True
+
+    def restart_listing(self, failure: Failure) -> bool:
+        """After the Hub refused a listing cursor, walk the listing again from its first page.
+
+        The refused cursor is a `400` with `X-Error-Code: InvalidCursor` (or an error naming the cursor) on a
+        page fetched with `cursor=`: the cursor chain is broken, and the Hub gives no other way back into it.
+        Walking the listing again from the top is safe because storing an entity is idempotent (an unchanged
+        `metadata.json` is not rewritten; entities this crawl already stored are skipped as duplicates) and
+        cheap next to losing the rest of the listing. The walk is a new cursor chain (`_restart_from_top`):
+        the `next_link_loop` guard starts afresh and `max_items` counts from zero again. At most
+        MAX_LISTING_RESTARTS restarts per run; after that the listing is incomplete (`cursor_refused`).
+
+        Returns True when the failure was a refused cursor (restarted, or marked incomplete), False for any
+        other failure. A saved cursor refused when a run resumes is `resume_refused`'s (checked first).
+        """
+        request = failure.request  # type: ignore[attr-defined]
+        if not failure.check(HttpError) or "cursor=" not in urlsplit(request.url).query:
+            return False
+        response = failure.value.response
+        if response.status != 400:
+            return False
+        code = (response.headers.get(b"X-Error-Code") or b"").decode("latin-1")
+        if code != "InvalidCursor" and b"cursor" not in response.body[:2000].lower():
+            return False
+        self.stats.inc_value("hfscraper/spider/bad_page/cursor_refused")
+        if self._listing_restarts >= self.MAX_LISTING_RESTARTS:
+            self._mark_incomplete(f"cursor_refused on {request.url}")
+            logger.error(
+                "The Hub refused the %(type)s listing cursor again after %(n)d restarts; giving up: %(url)s",
+                {"type": self.repo_type, "n": self._listing_restarts, "url": request.url},
+            )
+            return True
+        self._listing_restarts += 1
+        self.stats.inc_value("hfscraper/spider/listing_restarts")
+        logger.warning(
+            "The Hub refused the %(type)s listing cursor (HTTP 400 %(code)s); walking the listing again from its "
+            "first page (restart %(n)d of %(max)d; stored entities are rewritten only if changed): %(url)s",
+            {
+                "type": self.repo_type,
+                "code": code or "invalid cursor",
+                "n": self._listing_restarts,
+                "max": self.MAX_LISTING_RESTARTS,
+                "url": request.url,
+            },
+        )
+        self._restart_from_top()
+        return True
+
+    def resume_refused(self, failure: Failure) -> bool:
+        """The Hub refused the saved cursor this run continued from: restart the listing from the top.
+
+        Any 4xx on the resumed request counts (a cursor may expire, or its format change, while a crawl is
+        stopped), except the statuses that are about something else (401, 403, 407, 408, 429). Entities this
+        crawl already stored are then skipped as duplicates. Returns False for any other failure.
+        """
+        request = failure.request  # type: ignore[attr-defined]
+        if not request.meta.get(RESUMED_META) or not failure.check(HttpError):
+            return False
+        status = failure.value.response.status
+        if not 400 <= status < 500 or status in _NOT_A_CURSOR_REFUSAL:
+            return False
+        self.stats.inc_value("hfscraper/resume/cursor_refused")
+        logger.warning(
+            "The Hub refused the saved %(type)s cursor (HTTP %(status)d); restarting the listing from the top "
+            "(entities this crawl already stored are skipped): %(url)s",
+            {"type": self.repo_type, "status": status, "url": request.url},
+        )
+        self._restart_from_top()
+        return True
+
+    def _restart_from_top(self) -> None:
+        """Walk the listing again from its first page, on a new cursor chain."""
+        self._page_urls.clear()
+        self._emitted = 0
+        session = self._crawl_session()
+        if session is not None:
+            session.restart_chain()
+        assert self.crawler.engine is not None
+        self.crawler.engine.crawl(self._listing_request(self.start_url))
 
     def _bad_item(self, response: Response, reason: str, detail: str) -> None:
         self.stats.inc_value(f"hfscraper/spider/bad_item/{reason}")
@@ -425,6 +719,9 @@ class HubListingSpider(Spider):
         self.stats.inc_value("hfscraper/spider/incomplete")
 
     def _spider_idle(self) -> None:
+        session = self._crawl_session()
+        if session is not None and not self._incomplete and not session.chain_complete:
+            self._mark_incomplete("a listing page whose items were not all stored (an item failed)")
         if self._incomplete:
             logger.error(
                 "The %(type)s listing is incomplete (%(n)d problem(s), first: %(first)s)",

@@ -30,6 +30,7 @@ class CrawlResult:
     stderr: str
     stats: dict[str, Any]
     output: Path
+    stdout: str = ""
 
     def stat(self, key: str, default: Any = None) -> Any:
         return self.stats.get(key, default)
@@ -59,21 +60,53 @@ def crawl(
     timeout: float = 600,
     command_name: str = "crawl",
     page_size: int | None = PAGE_SIZE,
+    env_overrides: dict[str, str] | None = None,
+    options: list[str] | None = None,
 ) -> CrawlResult:
-    """`scrapy crawl SPIDER` (or another command, e.g. `crawlall` with spider "") with `-a` args and `-s` settings."""
-    command = [*_scrapy_command(), command_name, *([spider] if spider else [])]
+    """`scrapy crawl SPIDER` (or another command, e.g. `crawlall` with spider "") with `-a` args and `-s` settings.
+
+    *env_overrides* adds to (or overrides) the child's environment, e.g. `HF_TOKEN` (by default empty) or `HF_HOME`;
+    *options* are further command-line options, e.g. `["-o", "feed.jsonl"]`. The crawl state goes to
+    `output.parent / "state"` unless `settings` names another HFSCRAPER_STATE_DIR.
+    """
+    command = crawl_command(
+        spider, output, *args, settings=settings, command_name=command_name, page_size=page_size, options=options
+    )
+    env = crawl_env(replica, output, env_overrides)
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return CrawlResult(proc.returncode, proc.stderr, parse_stats(proc.stderr), output, proc.stdout)
+
+
+def crawl_command(
+    spider: str,
+    output: Path,
+    *args: str,
+    settings: dict[str, str] | None = None,
+    command_name: str = "crawl",
+    page_size: int | None = PAGE_SIZE,
+    options: list[str] | None = None,
+) -> list[str]:
+    """The command line `crawl()` runs (for tests that start, signal or kill the process themselves)."""
+    command = [*_scrapy_command(), command_name, *([spider] if spider else []), *(options or [])]
     command += ["-s", f"HFSCRAPER_OUTPUT_DIR={output}", "-s", "LOG_LEVEL=INFO"]
-    defaults = {"HFSCRAPER_CRAWL_PAGE_SIZE": str(page_size)} if page_size else {}
+    defaults = {"HFSCRAPER_STATE_DIR": str(output.parent / "state")}
+    if page_size:
+        defaults["HFSCRAPER_CRAWL_PAGE_SIZE"] = str(page_size)
     for name, value in {**defaults, **(settings or {})}.items():
         command += ["-s", f"{name}={value}"]
     for arg in args:
         command += ["-a", arg]
+    return command
+
+
+def crawl_env(replica: ReplicaHandle, output: Path, env_overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `crawl()` gives the child: no developer configuration, the replica as the Hub."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HFSCRAPER_", "HF_")) or k == "HFSCRAPER_IN_NETNS"}
     env.update(
         {"HF_ENDPOINT": replica.url, "HF_TOKEN": "", "HF_HUB_OFFLINE": "0", "HF_HOME": str(output.parent / "hf-home")}
     )
-    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    return CrawlResult(proc.returncode, proc.stderr, parse_stats(proc.stderr), output)
+    env.update(env_overrides or {})
+    return env
 
 
 def public(truth: dict[str, Any], repo_type: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@
         hub.requests()    # the request log, list of dicts (see hfscraper/replica/requestlog.py)
         hub.set_faults([{"kind": "5xx", "rate": 0.5, "path": "^/api/models"}])
         hub.reset_quota()
+        hub.mutate("model", touch=[...], delete=[...], restore=[...])
 
 Options (keyword arguments) map to the command line: ``models``, ``datasets``,
 ``spaces``, ``seed``, ``latency_ms``, ``quota_api``, ``quota_resolvers``,
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,14 @@ class ReplicaHandle:
 
     def reset_quota(self) -> None:
         self._call("POST", "/_replica/reset-quota", {})
+
+    def mutate(
+        self, repo_type: str, *, touch: Iterable[str] = (), delete: Iterable[str] = (), restore: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Change the Hub: touched repos get a new sha and the newest lastModified, deleted ones vanish, restored
+        ones come back (see `POST /_replica/mutate`); the truth file keeps the original Hub."""
+        change = {"type": repo_type, "touch": list(touch), "delete": list(delete), "restore": list(restore)}
+        return json.loads(self._call("POST", "/_replica/mutate", change))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.process.poll() is None:

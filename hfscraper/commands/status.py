@@ -1,0 +1,179 @@
+"""`scrapy status [--json]`: what the crash-safe crawl state says about the output folder's crawls.
+
+For each listing crawled into the output folder (HFSCRAPER_OUTPUT_DIR; the state file under
+HFSCRAPER_STATE_DIR), the newest crawl: when it started and finished, the last run's finish reason,
+`complete: true|false`, whether a process is crawling it right now, and, while it is unfinished, the saved
+cursor the next run continues from. Then the entities per type: live, and deleted (tombstoned by a full
+sweep that no longer found them).
+
+Exit code: 0 when the newest crawl of every listing is complete, 1 when one is not (or there is no state
+yet), 2 for bad settings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from scrapy.commands import ScrapyCommand
+
+from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, validate_settings
+from hfscraper.extensions.checkpoint import listing_is_locked, state_location
+from hfscraper.state import CrawlRow, StateError, StateStore
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def _listing_label(crawl: CrawlRow) -> str:
+    listing = crawl.listing
+    parts = [f"{key}={listing[key]}" for key in ("search", "author") if listing.get(key)]
+    if listing.get("filters"):
+        parts.append("filter=" + ",".join(listing["filters"]))
+    parts.append(f"sort={listing.get('sort')}")
+    if listing.get("max_items"):
+        parts.append(f"max_items={listing['max_items']}")
+    if listing.get("since"):
+        parts.append(f"since={listing['since']}")
+    return f"{crawl.spider} ({' '.join(parts)})"
+
+
+def collect(store: StateStore) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring)."""
+    newest: dict[str, CrawlRow] = {}
+    last_complete: dict[str, CrawlRow] = {}
+    for crawl in store.crawls():
+        newest[crawl.listing_key] = crawl
+        if crawl.complete:
+            last_complete[crawl.listing_key] = crawl
+    listings = []
+    for key, crawl in sorted(newest.items(), key=lambda kv: (kv[1].spider, kv[1].crawl_id)):
+        cursor = store.cursor(key) if not crawl.complete else None
+        running = not crawl.complete and listing_is_locked(store.path, key)
+        previous = last_complete.get(key)
+        listings.append(
+            {
+                "spider": crawl.spider,
+                "listing": _listing_label(crawl),
+                "query": crawl.listing,
+                "crawl": crawl.crawl_id,
+                "mode": crawl.mode,
+                "since": crawl.since,
+                "sweep": crawl.sweep,
+                "started": crawl.started_at,
+                "finished": crawl.finished_at,
+                "finish_reason": crawl.finish_reason,
+                "complete": crawl.complete,
+                "running": running,
+                "runs": crawl.runs,
+                "watermark": crawl.watermark,
+                "tombstoned": crawl.tombstoned,
+                "last_complete": previous.finished_at if previous is not None else None,
+                "cursor": None
+                if cursor is None
+                else {
+                    "page": cursor.page_seq + 1 if not cursor.done else None,
+                    "entities_listed": cursor.items_seen,
+                    "next_url": cursor.next_url,
+                    "all_pages_stored": cursor.done,
+                    "saved": cursor.updated_at,
+                },
+            }
+        )
+    return {
+        "state_file": str(store.path),
+        "output_dir": store.meta().get("output_dir"),
+        "listings": listings,
+        "entities": store.entity_counts(),
+        "complete": bool(listings) and all(entry["complete"] for entry in listings),
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"state {report['state_file']} (output {report['output_dir']})"]
+    if not report["listings"]:
+        lines.append("no crawl recorded yet")
+    for entry in report["listings"]:
+        lines.append("")
+        kind = "full sweep" if entry["sweep"] else entry["mode"]
+        runs = f"{entry['runs']} run{'s' if entry['runs'] != 1 else ''}"
+        lines.append(f"{entry['listing']}: crawl #{entry['crawl']}, {kind}, {runs}")
+        if entry["running"]:
+            ended = "running now"
+        elif entry["finish_reason"] is None:
+            ended = "no finish recorded (the last run was killed)"
+        elif entry["complete"]:
+            ended = f"finished {entry['finished']} (finish reason {entry['finish_reason']})"
+        else:
+            ended = f"last run stopped {entry['finished']} (finish reason {entry['finish_reason']})"
+        lines.append(f"  started {entry['started']}, {ended}")
+        lines.append(f"  complete: {'true' if entry['complete'] else 'false'}")
+        if entry["since"]:
+            lines.append(f"  changes since {entry['since']}")
+        if entry["complete"] and entry["watermark"]:
+            lines.append(f"  watermark for -a since=auto: {entry['watermark']}")
+        if entry["tombstoned"]:
+            lines.append(f"  marked deleted: {entry['tombstoned']}")
+        cursor = entry["cursor"]
+        if cursor is not None:
+            if cursor["all_pages_stored"]:
+                lines.append(f"  every page stored (saved {cursor['saved']}); the next run completes it")
+            else:
+                lines.append(
+                    f"  cursor: page {cursor['page']} after {cursor['entities_listed']} entities "
+                    f"(saved {cursor['saved']}): {cursor['next_url']}"
+                )
+        elif not entry["complete"]:
+            lines.append("  cursor: none yet (the next run starts at the first page)")
+        if not entry["complete"] and entry["last_complete"]:
+            lines.append(f"  last complete crawl of this listing finished {entry['last_complete']}")
+    if report["entities"]:
+        lines.append("")
+        counts = ", ".join(
+            f"{t}s {c['live']} live, {c['deleted']} deleted" for t, c in sorted(report["entities"].items())
+        )
+        lines.append(f"entities: {counts}")
+    return "\n".join(lines)
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_ENABLED": False}
+
+    def syntax(self) -> str:
+        return "[--json]"
+
+    def short_desc(self) -> str:
+        return "Show each listing's last crawl (complete: true|false, saved cursor) and entity counts"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        validate_settings(self.settings)
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        assert self.settings is not None
+        path, output = state_location(self.settings)
+        if not path.is_file():
+            report: dict[str, Any] = {
+                "state_file": str(path), "output_dir": str(output), "listings": [], "entities": {}, "complete": False,
+            }  # fmt: skip
+        else:
+            try:
+                store = StateStore(path, create=False)
+            except StateError as exc:
+                print(f"hfscraper: {exc}", file=sys.stderr)
+                self.exitcode = EXIT_INCOMPLETE
+                return
+            try:
+                report = collect(store)
+            finally:
+                store.close()
+        print(json.dumps(report, indent=2, ensure_ascii=False) if opts.json else render(report))
+        self.exitcode = EXIT_OK if report["complete"] else EXIT_INCOMPLETE

@@ -1,0 +1,709 @@
+"""`CheckpointExtension`: crash-safe resume of listing crawls, over the state store (`hfscraper.state`).
+
+For every spider that describes its listing (`listing_identity()`, as `HubListingSpider` does) it keeps one
+`CrawlSession` per run:
+
+- **Start.** It takes the listing's lock (a second process crawling the same listing into the same output
+  folder stops at once with finish reason `already_running`), then continues the listing's unfinished crawl
+  from its saved cursor, or starts a new crawl. Every run gets a fresh chain id: listing requests of an
+  older chain (restored from a JOBDIR) are ignored by the spider, so JOBDIR and the checkpoint never run two
+  chains.
+- **Checkpoints.** The spider registers each parsed listing page with the number of items it yields; the
+  item signals (`item_scraped`, `item_dropped`, `item_error`) and `item_skipped()` count them down. When a
+  page and every page before it are done, its `rel="next"` URL is saved (with the entities skipped on those
+  pages, which count as seen) in one transaction. So after a kill -9 the next run re-reads at most the pages
+  whose items were not all stored; entities that this crawl already stored come back as duplicates and are
+  skipped, so no feed gets a row twice. An item that fails with an error blocks its page for the rest of
+  the run: the crawl cannot complete, and the next run re-reads that page.
+- **Entities.** `record_stored()` (called by `CrawlStatePipeline`, after every other pipeline) records each
+  stored entity's version in group-committed transactions, before Scrapy's `item_scraped`, i.e. before any
+  feed sees the item.
+- **JOBDIR.** Built before Scrapy's scheduler opens, it marks the JOBDIR as in use and, when the run that
+  used it last never closed cleanly (kill -9, a double Ctrl-C), discards its request queue and
+  `requests.seen`: after such a stop they are stale or truncated (Scrapy then fails while pushing into the
+  queue), and the checkpoint, not the queue, says where the listing continues. After a graceful stop the
+  JOBDIR is kept; its queued listing request belongs to the old chain and is ignored.
+- **End.** A run that finished with every page stored completes the crawl: its cursor is cleared and its
+  watermark computed; a full sweep of a whole listing then tombstones every entity it did not see (state and
+  a `tombstone.json` next to `metadata.json`). Any other run leaves the crawl and its cursor for the next run.
+
+Settings: HFSCRAPER_STATE_DIR (where the state file lives), HFSCRAPER_OUTPUT_DIR (which state file: one per
+output folder), HFSCRAPER_STORE_FSYNC (SQLite `synchronous=FULL`), DELTAFETCH_RESET (forget which entities
+completed every stage, so that all are stored again).
+
+Stats: hfscraper/resume/resumed (1 when a run continued a crawl), hfscraper/resume/page (the page it
+continued at), hfscraper/resume/jobdir_discarded (1 when the JOBDIR's queue was dropped),
+hfscraper/resume/cursor_refused (counted by the spider), hfscraper/state/checkpoints, hfscraper/state/recorded,
+hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/item_errors,
+deltafetch/stored (entities that completed every stage, and keys stored; with DELTAFETCH_ENABLED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Self
+
+from scrapy import signals
+from scrapy.exceptions import CloseSpider
+from scrapy.utils.misc import load_object
+
+from hfscraper.items import HubEntityItem
+from hfscraper.state import (
+    STAGE_PIPELINES,
+    Checkpoint,
+    CrawlRow,
+    CursorRow,
+    EntityRecord,
+    EntityState,
+    PageTracker,
+    SharedStateStore,
+    StateStore,
+    item_version,
+    remove_tombstone,
+    state_file_path,
+    sweep_leftovers,
+    utc_now,
+    write_tombstone,
+)
+
+try:  # POSIX; elsewhere the listing lock is not taken
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from scrapy.spiders import Spider
+    from scrapy.statscollectors import StatsCollector
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = "state"
+DEFAULT_OUTPUT_DIR = "output"
+#: Finish reason of a run that found another process crawling the same listing into the same output.
+ALREADY_RUNNING_REASON = "already_running"
+#: Finish reason of a run whose state file could not be opened or read.
+STATE_ERROR_REASON = "state_error"
+#: Seconds subtracted from a watermark on top of the crawl's duration: listings may show a change a little
+#: after its commit time.
+WATERMARK_MARGIN = 600.0
+#: Skipped entities recorded as seen in one transaction at most, when no checkpoint takes them along.
+SEEN_BATCH = 5000
+
+
+def listing_keys(identity: dict[str, Any]) -> tuple[str, str]:
+    """`(listing_key, scope_key)` of a listing identity.
+
+    The listing key names a crawl that a later run may continue (type, query, sort, expand, max_items,
+    since); the scope key leaves out how the listing is walked (sort, max_items, since), so an incremental
+    crawl finds the watermark of any earlier crawl over the same entities and fields.
+    """
+    listing = json.dumps(identity, sort_keys=True, ensure_ascii=False)
+    scope = {k: v for k, v in identity.items() if k not in ("sort", "max_items", "since")}
+    return listing, json.dumps(scope, sort_keys=True, ensure_ascii=False)
+
+
+def state_location(settings: BaseSettings) -> tuple[Path, Path]:
+    """`(state file, resolved output folder)` for these settings (HFSCRAPER_STATE_DIR, HFSCRAPER_OUTPUT_DIR)."""
+    output = Path(os.path.realpath(os.path.expanduser(settings.get("HFSCRAPER_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR)))
+    state_dir = Path(os.path.abspath(os.path.expanduser(settings.get("HFSCRAPER_STATE_DIR") or DEFAULT_STATE_DIR)))
+    return state_file_path(state_dir, output), output
+
+
+def enabled_stages(crawler: Crawler) -> tuple[str, ...]:
+    """The pipeline stages (`hfscraper.state.STAGE_PIPELINES`) that this crawler runs."""
+    stages = []
+    for stage, path in STAGE_PIPELINES.items():
+        with contextlib.suppress(RuntimeError):
+            if crawler.get_item_pipeline(load_object(path)) is not None:
+                stages.append(stage)
+    return tuple(stages)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    crawl: CrawlRow
+    cursor: CursorRow | None
+    resumed: bool
+    recovering: bool
+    reset: int
+
+
+class CrawlSession:
+    """One run of one crawl: the cursor chain, the page tracker and every write to the state.
+
+    Attributes:
+        crawl: the crawl's row as this run started it.
+        chain_id: this run's chain; requests of other chains are stale.
+        resume: `(next_url, page_seq, items_seen)` to continue from, or None to start at the top.
+        chain_done: every page of the crawl was stored by an earlier run; only its completion is missing.
+        since: the incremental crawl's watermark (paging stops at older entities), or None.
+        recovering: the previous run of this crawl ended without a finish (killed): leftovers of its
+            interrupted writes are removed from the folders this run stores into.
+        stages: the pipeline stages this crawl runs for each entity.
+    """
+
+    def __init__(
+        self,
+        crawler: Crawler,
+        shared: SharedStateStore,
+        opened: _Opened,
+        *,
+        output_dir: Path,
+        shape: str,
+        stages: tuple[str, ...],
+        lock: IO[bytes] | None,
+        deltafetch: bool,
+    ) -> None:
+        self.crawler = crawler
+        assert crawler.stats is not None
+        self.stats: StatsCollector = crawler.stats
+        self.shared = shared
+        self.crawl = opened.crawl
+        self.crawl_id = opened.crawl.crawl_id
+        self.listing_key = opened.crawl.listing_key
+        self.repo_type = opened.crawl.repo_type
+        self.output_dir = output_dir
+        self.shape = shape
+        self.stages = stages
+        self.deltafetch = deltafetch
+        self.recovering = opened.recovering
+        self.since: str | None = opened.crawl.since
+        self._lock = lock
+        cursor = opened.cursor
+        self.chain_done = bool(cursor is not None and cursor.done)
+        self.resume: tuple[str, int, int] | None = None
+        if cursor is not None and not cursor.done and cursor.next_url:
+            self.resume = (cursor.next_url, cursor.page_seq + 1, cursor.items_seen)
+        self.chain_id = ""
+        self.tracker = PageTracker()
+        self._new_chain(self.resume[1] if self.resume else 0)
+        if self.chain_done:
+            self.tracker = PageTracker(first_seq=0)
+            self.tracker.register(0, 0, None, cursor.items_seen if cursor else 0)
+            self.tracker.advance()
+        # pending writes
+        self._seen: list[tuple[str, str]] = []
+        self._request_keys: list[tuple[str, str]] = []
+        self._checkpoint: Checkpoint | None = None
+        self._commit_task: asyncio.Future[None] | None = None
+        self._records: list[tuple[EntityRecord, asyncio.Future[None]]] = []
+        self._records_scheduled = False
+        self._record_tasks: set[asyncio.Future[Any]] = set()
+        self.in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._newest: str | None = None
+        self.closed = False
+
+    # -- chains ---------------------------------------------------------------------------------------------
+
+    def _new_chain(self, first_seq: int) -> None:
+        self.chain_id = uuid.uuid4().hex[:12]
+        self.tracker = PageTracker(first_seq=first_seq)
+
+    def restart_chain(self) -> str:
+        """Start the listing again from the top (a refused cursor): a new chain whose pages count from 0.
+
+        The saved cursor stays until the new chain saves its first checkpoint.
+        """
+        self.resume = None
+        self.chain_done = False
+        self._new_chain(0)
+        return self.chain_id
+
+    def is_current(self, chain_id: object) -> bool:
+        return chain_id == self.chain_id
+
+    @property
+    def chain_complete(self) -> bool:
+        """Every page of the chain, up to its last one, is completely stored."""
+        return self.tracker.ended
+
+    # -- pages and items ------------------------------------------------------------------------------------
+
+    def page_parsed(
+        self, chain_id: str, seq: int, n_items: int, next_url: str | None, items_seen: int, newest: str | None
+    ) -> None:
+        """A listing page of this chain was parsed: it yields *n_items* items, then the chain continues at
+        *next_url* (None: it ends here)."""
+        if not self.is_current(chain_id):
+            return
+        if newest is not None and (self._newest is None or newest > self._newest):
+            self._newest = newest
+        self.tracker.register(seq, n_items, next_url, items_seen)
+        self._advance()
+
+    def item_finished(self, item: Any, *, failed: bool = False) -> None:
+        """An item left the pipeline: stored, dropped, or (*failed*) raised an error."""
+        if not isinstance(item, HubEntityItem):
+            return
+        waiter = self.in_flight.pop((item.repo_type, item.id), None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        tag = item._crawl_page
+        if tag is None or not self.is_current(tag[0]):
+            return
+        if failed:
+            self.stats.inc_value("hfscraper/state/item_errors")
+            self.tracker.item_failed(tag[1])
+        else:
+            self.tracker.item_done(tag[1])
+        self._advance()
+
+    def item_skipped(self, item: HubEntityItem) -> None:
+        """An item was not sent to the pipeline because the state already holds it: it is seen, and done."""
+        self._seen.append((item.repo_type, item.id))
+        if len(self._seen) >= SEEN_BATCH:
+            self._schedule_commit()  # even while no checkpoint is due (a blocked page), keep the list short
+        tag = item._crawl_page
+        if tag is None or not self.is_current(tag[0]):
+            return
+        self.tracker.item_done(tag[1])
+        self._advance()
+
+    def request_key_stored(self, spider: str, key: str) -> None:
+        self._request_keys.append((spider, key))
+
+    def _advance(self) -> None:
+        done = self.tracker.advance()
+        if done is None:
+            return
+        seq, page = done
+        self._checkpoint = Checkpoint(
+            listing_key=self.listing_key,
+            crawl_id=self.crawl_id,
+            chain_id=self.chain_id,
+            next_url=page.next_url,
+            page_seq=seq,
+            items_seen=page.items_seen,
+            newest_seen=self._newest,
+        )
+        self._schedule_commit()
+
+    def _schedule_commit(self) -> None:
+        if self._commit_task is None or self._commit_task.done():
+            self._commit_task = asyncio.ensure_future(self._commit_loop())
+
+    async def _commit_loop(self) -> None:
+        # One commit at a time; checkpoints that arrive meanwhile are folded into the next one.
+        while self._checkpoint is not None or self._seen or self._request_keys:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            seen, self._seen = self._seen, []
+            keys, self._request_keys = self._request_keys, []
+            if checkpoint is None:
+                await self.shared.call(StateStore.save_seen, self.crawl_id, seen, keys)
+            else:
+                full = dataclasses.replace(checkpoint, seen=tuple(seen), request_keys=tuple(keys))
+                await self.shared.call(StateStore.save_checkpoint, full)
+                self.stats.inc_value("hfscraper/state/checkpoints")
+            if self.deltafetch and keys:
+                self.stats.inc_value("deltafetch/stored", len(keys))
+
+    async def flush(self) -> None:
+        """Wait until every pending record and checkpoint is committed."""
+        while True:
+            tasks = [t for t in (self._commit_task, *self._record_tasks) if t is not None and not t.done()]
+            if self._records and not self._records_scheduled:
+                self._flush_records()
+                continue
+            if not tasks:
+                if self._checkpoint is not None or self._seen or self._request_keys:
+                    self._schedule_commit()
+                    continue
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- entity records (group commit) ----------------------------------------------------------------------
+
+    async def record_stored(self, item: HubEntityItem) -> None:
+        """Record that *item* went through every stage; returns once the record is committed."""
+        sha, last_modified = item_version(item)
+        record = EntityRecord(item.repo_type, item.id, sha, last_modified, self.shape, self.stages)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._records.append((record, future))
+        if not self._records_scheduled:
+            self._records_scheduled = True
+            loop.call_soon(self._flush_records)
+        await future
+
+    def _flush_records(self) -> None:
+        self._records_scheduled = False
+        batch, self._records = self._records, []
+        if not batch:
+            return
+        task = asyncio.ensure_future(
+            self.shared.call(
+                _record_batch, self.crawl_id, [r for r, _ in batch], self.output_dir, self.recovering
+            )
+        )
+        self._record_tasks.add(task)
+        task.add_done_callback(lambda t: self._records_done(t, batch))
+
+    def _records_done(self, task: asyncio.Future[list[tuple[str, str]]], batch: list[Any]) -> None:
+        self._record_tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error or asyncio.CancelledError())
+            return
+        restored = task.result()
+        self.stats.inc_value("hfscraper/state/recorded", len(batch))
+        if self.deltafetch:
+            self.stats.inc_value("deltafetch/stored", len(batch))
+        if restored:
+            self.stats.inc_value("hfscraper/state/restored", len(restored))
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    # -- lookups --------------------------------------------------------------------------------------------
+
+    async def lookup(self, repo_type: str, ids: list[str]) -> dict[str, EntityState]:
+        return await self.shared.call(StateStore.entities, repo_type, ids)
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    async def close(self, reason: str, complete: bool) -> None:
+        """Commit what is pending, then complete the crawl or leave it for the next run."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.flush()
+            if complete:
+                tombstoned = 0
+                if self.crawl.sweep:
+                    tombstoned = await self.shared.call(
+                        _tombstone_unseen, self.repo_type, self.crawl_id, self.output_dir
+                    )
+                    if tombstoned:
+                        self.stats.inc_value("hfscraper/state/tombstoned", tombstoned)
+                        logger.info(
+                            "Marked %(n)d %(type)s(s) deleted: the full listing no longer has them",
+                            {"n": tombstoned, "type": self.repo_type},
+                        )
+                done = await self.shared.call(StateStore.complete_crawl, self.crawl_id, reason, WATERMARK_MARGIN)
+                logger.info(
+                    "Crawl #%(id)d of the %(type)s listing is complete (watermark %(w)s)",
+                    {"id": self.crawl_id, "type": self.repo_type, "w": done.watermark},
+                )
+            else:
+                await self.shared.call(StateStore.finish_run, self.crawl_id, reason)
+                logger.warning(
+                    "Crawl #%(id)d of the %(type)s listing did not complete (finish reason %(reason)s); "
+                    "the same command continues it",
+                    {"id": self.crawl_id, "type": self.repo_type, "reason": reason},
+                )
+        finally:
+            for waiter in self.in_flight.values():
+                if not waiter.done():
+                    waiter.set_result(None)
+            _unlock(self._lock)
+            self.shared.release()
+
+
+# -- work done on the store's thread -----------------------------------------------------------------------
+
+
+def _record_batch(
+    store: StateStore, crawl_id: int, records: list[EntityRecord], output_dir: Path, recovering: bool
+) -> list[tuple[str, str]]:
+    if recovering:
+        for record in records:
+            sweep_leftovers(output_dir, record.repo_type, record.id)
+    restored = store.record_entities(crawl_id, records)
+    for repo_type, repo_id in restored:
+        remove_tombstone(output_dir, repo_type, repo_id)
+    return restored
+
+
+def _tombstone_unseen(store: StateStore, repo_type: str, crawl_id: int, output_dir: Path) -> int:
+    ids = store.unseen_live(repo_type, crawl_id)
+    if not ids:
+        return 0
+    when = utc_now()
+    # The files first: if this is interrupted, the crawl is not complete and the next run does it again.
+    for repo_id in ids:
+        write_tombstone(output_dir, repo_type, repo_id, when)
+    return store.tombstone(repo_type, crawl_id, ids, when)
+
+
+def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: int, reset: bool) -> _Opened:
+    listing_key, scope_key = listing_keys(identity)
+    crawl = store.unfinished_crawl(listing_key)
+    resumed = crawl is not None
+    if crawl is None:
+        since_arg = identity.get("since")
+        since: str | None = None
+        if since_arg == "auto":
+            cover = store.last_cover(scope_key)
+            since = cover.watermark if cover is not None else None
+        elif since_arg:
+            since = str(since_arg)
+        whole = not (identity.get("search") or identity.get("author") or identity.get("filters"))
+        sweep = whole and not identity.get("max_items") and since is None
+        crawl = store.create_crawl(
+            spider=spider,
+            repo_type=identity["type"],
+            listing_key=listing_key,
+            scope_key=scope_key,
+            listing=identity,
+            mode="incremental" if since_arg else "full",
+            since=since,
+            max_items=int(identity.get("max_items") or 0),
+            sweep=sweep,
+        )
+    cursor = store.cursor(listing_key) if resumed else None
+    if cursor is not None and cursor.crawl_id != crawl.crawl_id:
+        cursor = None
+    recovering = resumed and crawl.run_pid is not None and crawl.finished_at is None
+    reset_count = store.reset_stages(identity["type"], spider) if reset else 0
+    crawl = store.start_run(crawl.crawl_id, pid)
+    return _Opened(crawl, cursor, resumed, recovering, reset_count)
+
+
+def _lock_listing(state_file: Path, listing_key: str) -> IO[bytes] | None:
+    """An exclusive lock on one listing of one state file, held until `_unlock` (or the process ends).
+
+    Returns None when another process holds it.
+    """
+    if fcntl is None:  # pragma: no cover
+        return open(os.devnull, "rb")  # noqa: SIM115
+    digest = hashlib.sha256(listing_key.encode()).hexdigest()[:12]
+    path = state_file.with_name(f"{state_file.name}.{digest}.lock")
+    handle = open(path, "ab")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+#: The file in a JOBDIR that says whether the run using it closed cleanly (`closed`) or not (`running <pid>`).
+JOBDIR_MARKER = "hfscraper-run"
+
+
+def guard_jobdir(jobdir: Path) -> tuple[IO[bytes] | None, bool]:
+    """Before Scrapy's scheduler opens a JOBDIR: discard its request queue if the run that used it last did
+    not close cleanly. Returns the marker's (locked) handle, and whether the queue was discarded.
+
+    After a kill -9 (or a double Ctrl-C) a JOBDIR's disk queue is at best stale and at worst truncated, and
+    Scrapy then fails while pushing into it, so a listing would never finish. Nothing is lost by dropping it:
+    where the listing continues is the crawl state's checkpoint; the duplicate filter's `requests.seen` goes
+    too (after a crash it lists requests whose results were never stored). The marker is locked while a
+    run uses the JOBDIR; if another live process holds it, nothing is touched (and None is returned).
+    """
+    jobdir.mkdir(parents=True, exist_ok=True)
+    handle = open(jobdir / JOBDIR_MARKER, "a+b")  # noqa: SIM115 - held for the whole run
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return None, False
+    handle.seek(0)
+    previous = handle.read().decode("ascii", "replace").strip()
+    discarded = False
+    if previous.startswith("running"):
+        shutil.rmtree(jobdir / "requests.queue", ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(jobdir / "requests.seen")
+        discarded = True
+    _set_marker(handle, f"running {os.getpid()}")
+    return handle, discarded
+
+
+def _set_marker(handle: IO[bytes], text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text.encode("ascii") + b"\n")
+    handle.flush()
+
+
+def listing_is_locked(state_file: Path, listing_key: str) -> bool:
+    """True while a process crawls this listing into the state file's output folder."""
+    handle = _lock_listing(state_file, listing_key)
+    if handle is None:
+        return True
+    _unlock(handle)
+    return False
+
+
+def _unlock(handle: IO[bytes] | None) -> None:
+    if handle is None:
+        return
+    with contextlib.suppress(OSError):
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+class CheckpointExtension:
+    """Open, checkpoint and close the crawl of each listing spider (see the module docstring)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        settings = crawler.settings
+        self.state_file, self.output_dir = state_location(settings)
+        self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
+        self.deltafetch: bool = settings.getbool("DELTAFETCH_ENABLED", True)
+        self.reset: bool = settings.getbool("DELTAFETCH_RESET", False)
+        self.session: CrawlSession | None = None
+        self._jobdir: IO[bytes] | None = None
+        self._jobdir_discarded = False
+        jobdir = settings.get("JOBDIR")
+        if jobdir:
+            self._jobdir, self._jobdir_discarded = guard_jobdir(Path(jobdir))
+            if self._jobdir_discarded:
+                logger.warning(
+                    "The last run using JOBDIR %(dir)s did not stop cleanly (killed?): its request queue is "
+                    "unusable and was discarded; the crawl state's checkpoint says where the listing continues",
+                    {"dir": jobdir},
+                )
+            elif self._jobdir is None:
+                logger.error("Another process is using JOBDIR %(dir)s", {"dir": jobdir})
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.item_dropped, signal=signals.item_dropped)
+        crawler.signals.connect(self.item_error, signal=signals.item_error)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def spider_opened(self, spider: Spider) -> None:
+        if self._jobdir_discarded:
+            assert self.crawler.stats is not None
+            self.crawler.stats.set_value("hfscraper/resume/jobdir_discarded", 1)
+        describe = getattr(spider, "listing_identity", None)
+        if describe is None:
+            return
+        identity: dict[str, Any] = describe()
+        listing_key, _ = listing_keys(identity)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = _lock_listing(self.state_file, listing_key)
+        if lock is None:
+            logger.error(
+                "Another process is crawling this %(type)s listing into %(out)s (lock next to %(state)s); "
+                "not starting a second one",
+                {"type": identity["type"], "out": self.output_dir, "state": self.state_file},
+            )
+            raise CloseSpider(ALREADY_RUNNING_REASON)
+        try:
+            shared = SharedStateStore.acquire(self.state_file, fsync=self.fsync)
+        except Exception as exc:
+            _unlock(lock)
+            logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
+            raise CloseSpider(STATE_ERROR_REASON) from exc
+        try:
+            if (await shared.call(StateStore.meta)).get("output_dir") is None:
+                await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
+            opened = await shared.call(_open_crawl, spider.name, identity, os.getpid(), self.reset)
+        except Exception as exc:
+            shared.release()
+            _unlock(lock)
+            logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
+            raise CloseSpider(STATE_ERROR_REASON) from exc
+        self.session = CrawlSession(
+            self.crawler,
+            shared,
+            opened,
+            output_dir=self.output_dir,
+            shape=str(getattr(spider, "shape", "")),
+            stages=enabled_stages(self.crawler),
+            lock=lock,
+            deltafetch=self.deltafetch,
+        )
+        self._log_start(opened, identity)
+
+    def _log_start(self, opened: _Opened, identity: dict[str, Any]) -> None:
+        session = self.session
+        assert session is not None
+        stats = session.stats
+        crawl = opened.crawl
+        if opened.reset:
+            logger.info(
+                "DELTAFETCH_RESET: %(n)d %(type)s(s) will be stored again", {"n": opened.reset, "type": crawl.repo_type}
+            )
+        if opened.resumed:
+            stats.set_value("hfscraper/resume/resumed", 1)
+            if session.resume is not None:
+                stats.set_value("hfscraper/resume/page", session.resume[1])
+            where = (
+                f"page {session.resume[1]} ({session.resume[2]} entities listed before it)"
+                if session.resume
+                else "its end (every page is stored)"
+                if session.chain_done
+                else "the top (no page was completely stored)"
+            )
+            logger.info(
+                "Resuming crawl #%(id)d of the %(type)s listing (run %(run)d) at %(where)s%(recovering)s",
+                {
+                    "id": crawl.crawl_id, "type": crawl.repo_type, "run": crawl.runs, "where": where,
+                    "recovering": "; the last run was interrupted" if opened.recovering else "",
+                },
+            )  # fmt: skip
+        else:
+            logger.info(
+                "Starting crawl #%(id)d of the %(type)s listing (%(mode)s%(since)s); state in %(file)s",
+                {
+                    "id": crawl.crawl_id, "type": crawl.repo_type, "mode": crawl.mode,
+                    "since": f", changes since {crawl.since}" if crawl.since else
+                    (", no earlier complete crawl: listing everything" if identity.get("since") == "auto" else ""),
+                    "file": self.state_file,
+                },
+            )  # fmt: skip
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        # The scheduler has saved the JOBDIR queue by now (it closes before spider_closed).
+        if self._jobdir is not None:
+            _set_marker(self._jobdir, "closed")
+            _unlock(self._jobdir)
+            self._jobdir = None
+        session = self.session
+        if session is None:
+            return
+        stats = session.stats
+        incomplete = bool(stats.get_value("hfscraper/spider/incomplete")) or bool(
+            stats.get_value("hfscraper/store/failed")
+        )
+        complete = reason == "finished" and not incomplete and session.chain_complete
+        await session.close(reason, complete)
+        self.session = None
+
+    # -- item signals ---------------------------------------------------------------------------------------
+
+    def item_scraped(self, item: Any, response: Response | None = None, spider: Spider | None = None) -> None:
+        session = self.session
+        if session is None:
+            return
+        key = None
+        request = getattr(response, "request", None)
+        if request is not None:
+            key = request.meta.get("deltafetch_key")
+        if key is not None and spider is not None:
+            session.request_key_stored(spider.name, str(key))
+        session.item_finished(item)
+
+    def item_dropped(self, item: Any, response: Response | None = None, spider: Spider | None = None) -> None:
+        if self.session is not None:
+            self.session.item_finished(item)
+
+    def item_error(self, item: Any, response: Response | None = None, spider: Spider | None = None) -> None:
+        if self.session is not None:
+            self.session.item_finished(item, failed=True)

@@ -7,7 +7,6 @@ in which requests reached it) and from the crawl's stats and output.
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from hfscraper.hub import entity_folder_name
-from tests.support.crawl import REPO_ROOT, CrawlResult, _scrapy_command, crawl, public
+from tests.support.crawl import REPO_ROOT, CrawlResult, crawl, crawl_command, crawl_env, public
 from tests.support.replica import ReplicaHandle, run_replica
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -208,13 +207,11 @@ def test_a_graceful_stop_does_not_wait_for_the_quota(tmp_path: Path) -> None:
     with run_replica(
         tmp_dir=tmp_path / "replica", models=30, datasets=1, spaces=1, seed=2, quota_api=1, quota_window=600
     ) as replica:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HFSCRAPER_", "HF_"))}
-        env.update({"HF_ENDPOINT": replica.url, "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf-home")})
-        if os.environ.get("HFSCRAPER_IN_NETNS"):
-            env["HFSCRAPER_IN_NETNS"] = os.environ["HFSCRAPER_IN_NETNS"]
-        command = [*_scrapy_command(), "crawl", "models", "-s", f"HFSCRAPER_OUTPUT_DIR={tmp_path / 'out'}"]
-        for setting in ("HFSCRAPER_CRAWL_PAGE_SIZE=10", "HFSCRAPER_RATELIMIT_RESERVE=0", "LOG_LEVEL=DEBUG"):
-            command += ["-s", setting]
+        env = crawl_env(replica, tmp_path / "out")
+        command = crawl_command(
+            "models", tmp_path / "out", page_size=10,
+            settings={"HFSCRAPER_RATELIMIT_RESERVE": "0", "LOG_LEVEL": "DEBUG"},
+        )
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
         try:
             stderr_lines: list[str] = []

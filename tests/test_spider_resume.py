@@ -33,6 +33,7 @@ class FakeSession:
     chain_done: bool = False
     since: str | None = None
     chain_complete: bool = False
+    failed: bool = False
     pages: list[tuple[Any, ...]] = field(default_factory=list)
     restarts: int = 0
 
@@ -155,6 +156,9 @@ def test_an_unfinished_chain_at_idle_is_incomplete() -> None:
         spider._spider_idle()
     spider = make_spider(session=FakeSession(chain_complete=True))
     assert spider._spider_idle() is None
+    spider = make_spider(session=FakeSession(chain_complete=True, failed=True))
+    with pytest.raises(CloseSpider):
+        spider._spider_idle()
 
 
 # -- since --------------------------------------------------------------------------------------------------

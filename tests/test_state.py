@@ -525,3 +525,26 @@ def test_deltafetch_key_requests_are_skipped_once_their_item_was_stored(tmp_path
     urls, stats = asyncio.run(scenario())
     assert urls == ["http://127.0.0.1:9/api/models/org/m-1?again", "http://127.0.0.1:9/api/models/org/m-2"]
     assert stats.get("deltafetch/skipped") == 1
+
+
+def test_a_failed_checkpoint_write_makes_the_crawl_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(self: StateStore, checkpoint: Checkpoint) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def scenario() -> tuple[bool, Any, Any]:
+        crawler, spider, extension, _ = open_session(tmp_path)
+        await extension.spider_opened(spider)
+        session = extension.session
+        monkeypatch.setattr(StateStore, "save_checkpoint", disk_full)
+        session.page_parsed(session.chain_id, 0, 0, None, 0, None)
+        await session.flush()
+        failed = session.failed
+        await extension.spider_closed(spider, "finished")
+        monkeypatch.undo()
+        store = StateStore(extension.state_file)
+        (crawl,) = store.crawls()
+        return failed, crawler.stats.get_value("hfscraper/state/errors"), crawl
+
+    failed, errors, crawl = asyncio.run(scenario())
+    assert failed and errors == 1
+    assert not crawl.complete and crawl.finish_reason == "finished"  # the run ended, the crawl is not done

@@ -35,6 +35,7 @@ Stats: hfscraper/resume/resumed (1 when a run continued a crawl), hfscraper/resu
 continued at), hfscraper/resume/jobdir_discarded (1 when the JOBDIR's queue was dropped),
 hfscraper/resume/cursor_refused (counted by the spider), hfscraper/state/checkpoints, hfscraper/state/recorded,
 hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/item_errors,
+hfscraper/state/errors (writes to the state that failed: the crawl cannot complete),
 deltafetch/stored (entities that completed every stage, and keys stored; with DELTAFETCH_ENABLED).
 """
 
@@ -64,7 +65,6 @@ from hfscraper.state import (
     CrawlRow,
     CursorRow,
     EntityRecord,
-    EntityState,
     PageTracker,
     SharedStateStore,
     StateStore,
@@ -190,8 +190,7 @@ class CrawlSession:
         self.chain_id = ""
         self.tracker = PageTracker()
         self._new_chain(self.resume[1] if self.resume else 0)
-        if self.chain_done:
-            self.tracker = PageTracker(first_seq=0)
+        if self.chain_done:  # nothing left to fetch: the chain is complete as it stands
             self.tracker.register(0, 0, None, cursor.items_seen if cursor else 0)
             self.tracker.advance()
         # pending writes
@@ -205,6 +204,8 @@ class CrawlSession:
         self.in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._newest: str | None = None
         self.closed = False
+        #: A write to the state failed: the crawl cannot be complete.
+        self.failed = False
 
     # -- chains ---------------------------------------------------------------------------------------------
 
@@ -301,12 +302,21 @@ class CrawlSession:
             checkpoint, self._checkpoint = self._checkpoint, None
             seen, self._seen = self._seen, []
             keys, self._request_keys = self._request_keys, []
-            if checkpoint is None:
-                await self.shared.call(StateStore.save_seen, self.crawl_id, seen, keys)
-            else:
-                full = dataclasses.replace(checkpoint, seen=tuple(seen), request_keys=tuple(keys))
-                await self.shared.call(StateStore.save_checkpoint, full)
-                self.stats.inc_value("hfscraper/state/checkpoints")
+            try:
+                if checkpoint is None:
+                    await self.shared.call(StateStore.save_seen, self.crawl_id, seen, keys)
+                else:
+                    full = dataclasses.replace(checkpoint, seen=tuple(seen), request_keys=tuple(keys))
+                    await self.shared.call(StateStore.save_checkpoint, full)
+                    self.stats.inc_value("hfscraper/state/checkpoints")
+            except Exception as exc:
+                # The crawl goes on (the next checkpoint may succeed), but it cannot count as complete.
+                self.failed = True
+                self.stats.inc_value("hfscraper/state/errors")
+                logger.error(
+                    "Could not save a checkpoint in %(file)s: %(error)s", {"file": self.shared.path, "error": exc}
+                )
+                continue
             if self.deltafetch and keys:
                 self.stats.inc_value("deltafetch/stored", len(keys))
 
@@ -353,11 +363,17 @@ class CrawlSession:
 
     def _records_done(self, task: asyncio.Future[list[tuple[str, str]]], batch: list[Any]) -> None:
         self._record_tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if task.cancelled() or error is not None:
+        if task.cancelled():
+            for _, future in batch:
+                future.cancel()
+            return
+        error = task.exception()
+        if error is not None:
+            # Raised to CrawlStatePipeline: the items fail (item_error), which blocks their pages.
+            self.stats.inc_value("hfscraper/state/errors")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(error or asyncio.CancelledError())
+                    future.set_exception(error)
             return
         restored = task.result()
         self.stats.inc_value("hfscraper/state/recorded", len(batch))
@@ -368,11 +384,6 @@ class CrawlSession:
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
-
-    # -- lookups --------------------------------------------------------------------------------------------
-
-    async def lookup(self, repo_type: str, ids: list[str]) -> dict[str, EntityState]:
-        return await self.shared.call(StateStore.entities, repo_type, ids)
 
     # -- the end --------------------------------------------------------------------------------------------
 
@@ -682,7 +693,7 @@ class CheckpointExtension:
         incomplete = bool(stats.get_value("hfscraper/spider/incomplete")) or bool(
             stats.get_value("hfscraper/store/failed")
         )
-        complete = reason == "finished" and not incomplete and session.chain_complete
+        complete = reason == "finished" and not incomplete and session.chain_complete and not session.failed
         await session.close(reason, complete)
         self.session = None
 

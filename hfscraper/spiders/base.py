@@ -720,7 +720,9 @@ class HubListingSpider(Spider):
 
     def _spider_idle(self) -> None:
         session = self._crawl_session()
-        if session is not None and not self._incomplete and not session.chain_complete:
+        if session is not None and not self._incomplete and session.failed:
+            self._mark_incomplete("the crawl state could not be written")
+        elif session is not None and not self._incomplete and not session.chain_complete:
             self._mark_incomplete("a listing page whose items were not all stored (an item failed)")
         if self._incomplete:
             logger.error(

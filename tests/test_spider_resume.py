@@ -155,10 +155,18 @@ def test_an_unfinished_chain_at_idle_is_incomplete() -> None:
     with pytest.raises(CloseSpider):
         spider._spider_idle()
     spider = make_spider(session=FakeSession(chain_complete=True))
+    spider.stats.set_value("hfscraper/spider/pages", 1)
     assert spider._spider_idle() is None
     spider = make_spider(session=FakeSession(chain_complete=True, failed=True))
     with pytest.raises(CloseSpider):
         spider._spider_idle()
+
+
+def test_a_crawl_that_parsed_no_listing_page_is_incomplete() -> None:
+    spider = make_spider(session=FakeSession(chain_complete=True))
+    with pytest.raises(CloseSpider):
+        spider._spider_idle()
+    assert spider.stats.get_value("hfscraper/spider/incomplete") == 1
 
 
 # -- since --------------------------------------------------------------------------------------------------

@@ -55,6 +55,12 @@ DEFAULT_OUTPUT_DIR = "output"
 BATCH_SIZE = 64
 
 
+def _shown(repo_id: object, limit: int = 200) -> str:
+    """A repr of an id fit for one log line (a hostile id may be thousands of characters long)."""
+    shown = repr(repo_id)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
 class OutsideOutputDirError(Exception):
     """A target path that resolves outside `output_dir/<type>` (never written)."""
 
@@ -104,7 +110,7 @@ class EntityStorePipeline:
             self._refuse(exc.reason, repo_id, str(exc))
         if is_encoded_folder_name(folder):
             self.stats.inc_value("hfscraper/store/encoded")
-            logger.info("Storing id %(id)r under encoded folder %(folder)s", {"id": repo_id, "folder": folder})
+            logger.info("Storing id %(id)s under encoded folder %(folder)s", {"id": _shown(repo_id), "folder": folder})
         job = (item.repo_type, folder, item.to_api(), repo_id)
         try:
             written, escaped = await self._run_in_thread(job)
@@ -114,7 +120,7 @@ class EntityStorePipeline:
             self._refuse("folder_collision", repo_id, str(exc))
         except OSError as exc:
             self.stats.inc_value("hfscraper/store/failed")
-            logger.error("Could not store %(id)r: %(error)s", {"id": repo_id, "error": exc})
+            logger.error("Could not store %(id)s: %(error)s", {"id": _shown(repo_id), "error": exc})
             raise
         if escaped:
             self.stats.inc_value("hfscraper/store/ascii_fallback")
@@ -130,10 +136,10 @@ class EntityStorePipeline:
 
     def _refuse(self, reason: str, repo_id: object, message: str) -> NoReturn:
         self.stats.inc_value(f"hfscraper/store/refused/{reason}")
-        shown = repr(repo_id)
-        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        shown = _shown(repo_id)
         logger.warning("Not storing entity %(id)s: %(message)s", {"id": shown, "message": message})
-        raise DropItem(f"{message} (id {shown})")
+        # Logged once above, id shortened; Scrapy's own "Dropped:" line (with the whole item) only at DEBUG.
+        raise DropItem(f"{message} (id {shown})", log_level="DEBUG")
 
     # -- blocking part (runs in a thread) -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 #: name -> module; each module has `run(*, smoke: bool) -> BenchResult`.
 BENCHMARKS: dict[str, str] = {
     "quota": "bench.quota",
+    "cid": "bench.cid",
 }
 
 

@@ -31,6 +31,27 @@ ratelimit.enabled           HFSCRAPER_RATELIMIT_ENABLED - pace requests by the H
 ratelimit.max_wait          HFSCRAPER_RATELIMIT_MAX_WAIT - the longest pause after a 429, in seconds
 ratelimit.reserve           HFSCRAPER_RATELIMIT_RESERVE - requests of each quota window left unspent
 ratelimit.max_429_retries   HFSCRAPER_RATELIMIT_MAX_429_RETRIES - retries of one request after 429s
+files.enabled               HFSCRAPER_FILES_ENABLED - download each entity's chosen files into its folder
+files.models                HFSCRAPER_FILES_MODELS - which files of a model (patterns, as allow_patterns)
+files.datasets              HFSCRAPER_FILES_DATASETS - which files of a dataset
+files.spaces                HFSCRAPER_FILES_SPACES - which files of a space
+files.max_size              HFSCRAPER_FILES_MAX_SIZE - larger files are skipped without fetching their bytes
+files.stream_threshold      HFSCRAPER_FILES_STREAM_THRESHOLD - larger LFS bodies stream to disk outside Scrapy
+files.streams               HFSCRAPER_FILES_STREAMS - how many large files stream at once
+files.retries               HFSCRAPER_FILES_RETRIES - new attempts after a checksum mismatch or a lost download
+files.sizes_from            HFSCRAPER_FILES_SIZES_FROM - ``resolve`` (free) or ``paths-info`` (one API request)
+previews.enabled            HFSCRAPER_PREVIEWS_ENABLED - dataset-viewer previews, space thumbnails and links
+previews.datasets_server    HFSCRAPER_DATASETS_SERVER - the dataset viewer's base URL
+previews.max_splits         HFSCRAPER_PREVIEWS_MAX_SPLITS - first rows of at most this many splits per dataset
+ipfs.enabled                HFSCRAPER_IPFS_ENABLED - file CIDs, ipfs_cid.txt, a CAR and a pin per entity folder
+ipfs.profile                HFSCRAPER_IPFS_PROFILE - the import parameters that decide every CID
+ipfs.backend                HFSCRAPER_IPFS_BACKEND - where roots are pinned: ``embedded`` or ``kubo``
+ipfs.api                    HFSCRAPER_IPFS_API - the kubo RPC base URL of the ``kubo`` backend
+ipfs.car_dir                HFSCRAPER_IPFS_CAR_DIR - where the CARs go (default ``<output_dir>/car``)
+ipfs.unpin_deleted          HFSCRAPER_IPFS_UNPIN_DELETED - unpin entities a full sweep marked deleted
+ipfs.verify_add             HFSCRAPER_IPFS_VERIFY_ADD - also ``add`` each file on the node and compare CIDs
+ipfs.timeout                HFSCRAPER_IPFS_TIMEOUT - the longest one call to the node may take, in seconds
+ipfs.connect_timeout        HFSCRAPER_IPFS_CONNECT_TIMEOUT - the longest a connection to the node may take
 deltafetch.enabled          DELTAFETCH_ENABLED - skip entities stored before at the same sha and lastModified
 deltafetch.reset            DELTAFETCH_RESET - forget which entities are complete, so every one is stored again
 
@@ -95,7 +116,7 @@ PREFIX: Final = "HFSCRAPER_"
 FOREIGN_PREFIXES: Final = ("DELTAFETCH_",)
 #: ``HFSCRAPER_*`` environment variables that are not settings: the override file, and the flag
 #: scripts/hermetic.sh sets inside its network namespace.
-NON_SETTING_ENV: Final = frozenset({SETTINGS_FILE_ENV, "HFSCRAPER_IN_NETNS"})
+NON_SETTING_ENV: Final = frozenset({SETTINGS_FILE_ENV, "HFSCRAPER_IN_NETNS", "HFSCRAPER_TEST_KUBO"})
 #: The TOML table whose keys are plain Scrapy settings.
 SCRAPY_TABLE: Final = "scrapy"
 
@@ -402,6 +423,135 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "`RETRY_TIMES`: a 429 means \"not yet\", not that the request failed, and each retry waits for the "
         "pause first. A request's `max_retry_times` meta key overrides it.",
         minimum=0,
+    ),
+    Setting(
+        "files.enabled", "HFSCRAPER_FILES_ENABLED", BOOL, True,
+        "Download each entity's chosen files (`files.models`, `files.datasets`, `files.spaces`) into its folder, "
+        "verified against the Hub's checksums, at the commit its `metadata.json` names. Costs one request of the "
+        "`resolvers` quota per file (plus one per small file for its bytes), a separate quota from the listing's "
+        "`api` one; over the whole Hub that is days, not minutes (see the README).",
+    ),
+    Setting(
+        "files.models", "HFSCRAPER_FILES_MODELS", LIST,
+        ["README.md", "config.json", "generation_config.json", "tokenizer_config.json"],
+        "Which files of a model to download: patterns as huggingface_hub's `allow_patterns` (fnmatch on the "
+        "path in the repository; `*` also matches `/`; a pattern ending in `/` takes a whole folder; a plain "
+        "name is that top-level file). An empty list downloads none.",
+    ),
+    Setting(
+        "files.datasets", "HFSCRAPER_FILES_DATASETS", LIST, ["README.md", "dataset_info.json", "dataset_infos.json"],
+        "Which files of a dataset to download (patterns as for `files.models`).",
+    ),
+    Setting(
+        "files.spaces", "HFSCRAPER_FILES_SPACES", LIST, ["README.md", "app.py", "requirements.txt"],
+        "Which files of a space to download (patterns as for `files.models`).",
+    ),
+    Setting(
+        "files.max_size", "HFSCRAPER_FILES_MAX_SIZE", INT, 10 * 1024 * 1024,
+        "The largest file downloaded, in bytes; larger ones are skipped (`hfscraper/files/skipped/too_large`) "
+        "before their bytes are fetched: an LFS file by the size in the Hub's redirect (`X-Linked-Size`), a file "
+        "in git by its `Content-Length`.",
+        minimum=0,
+    ),
+    Setting(
+        "files.stream_threshold", "HFSCRAPER_FILES_STREAM_THRESHOLD", INT, 8 * 1024 * 1024,
+        "LFS files larger than this (bytes) are streamed from the CDN straight to disk in 1 MiB pieces, outside "
+        "Scrapy, which holds a whole response body in memory; smaller ones go through Scrapy's downloader (0: "
+        "stream every CDN body). Bodies from the Hub's own origin (files kept in git, which the Hub limits to "
+        "10 MB) always go through Scrapy, bounded by `files.max_size`.",
+        minimum=0,
+    ),
+    Setting(
+        "files.streams", "HFSCRAPER_FILES_STREAMS", INT, 4,
+        "How many large files stream from the CDN at once (each holds about 1 MiB of memory).",
+        minimum=1,
+    ),
+    Setting(
+        "files.retries", "HFSCRAPER_FILES_RETRIES", INT, 2,
+        "New attempts at a file after its bytes failed their checksum or its download was lost (after Scrapy's "
+        "own retries of 5xx answers and broken connections). A file that still fails is not kept, is counted "
+        "under `hfscraper/files/failed`, and leaves its entity to the next run (the crawl is incomplete).",
+        minimum=0,
+    ),
+    Setting(
+        "files.sizes_from", "HFSCRAPER_FILES_SIZES_FROM", ENUM, "resolve",
+        "Where file sizes and checksums come from before a download. `resolve`: the Hub's redirect of each "
+        "file, which costs nothing extra (an oversized LFS file is skipped at its redirect, before the CDN). "
+        "`paths-info`: one extra `api` request per entity (`POST /api/<type>s/<id>/paths-info/<sha>`) that "
+        "names the sizes and hashes of the chosen files, so oversized and unchanged files cost no `resolvers` "
+        "request at all; at the free tier's 1,000 API requests per 5 minutes that is days over the whole Hub.",
+        choices=("resolve", "paths-info"),
+    ),
+    Setting(
+        "previews.enabled", "HFSCRAPER_PREVIEWS_ENABLED", BOOL, True,
+        "Write `preview_info.json` for each dataset (what the dataset viewer says: `/is-valid`, `/splits`, "
+        "`/first-rows`, `/info`, `/size`; a few requests per dataset to the viewer, not to the Hub) and "
+        "`thumbnail_info.json` and `relationships.json` for each space (from the listing, no request).",
+    ),
+    Setting(
+        "previews.datasets_server", "HFSCRAPER_DATASETS_SERVER", URL, "https://datasets-server.huggingface.co",
+        "The dataset viewer's base URL. The Hub token is never sent there.",
+    ),
+    Setting(
+        "previews.max_splits", "HFSCRAPER_PREVIEWS_MAX_SPLITS", INT, 5,
+        "Fetch `/first-rows` for at most this many splits of a dataset (in the viewer's order); 0 fetches none.",
+        minimum=0,
+    ),
+    Setting(
+        "ipfs.enabled", "HFSCRAPER_IPFS_ENABLED", BOOL, True,
+        "Content-address every stored entity (`IpfsPipeline`, after the files are downloaded): the CID of each "
+        "file in its folder, `ipfs_cid.txt` in the folder with the CID that `ipfs add -r --hidden` gives the "
+        "folder (without `ipfs_cid.txt` and `tombstone.json`), a CAR of the folder with that root in "
+        "`ipfs.car_dir` (importable with `ipfs dag import`), and a pin on `ipfs.backend`.",
+    ),
+    Setting(
+        "ipfs.profile", "HFSCRAPER_IPFS_PROFILE", ENUM, "unixfs-v1-2025",
+        "The import parameters, which decide every CID: `unixfs-v1-2025` (IPIP-499: CIDv1, raw leaves, 1 MiB "
+        "chunks, 1024 links), `unixfs-v0-2015` (plain `ipfs add`: CIDv0, 256 KiB, 174 links) or `kubo-cidv1` "
+        "(`ipfs add --cid-version=1`: raw leaves, 256 KiB, 174 links). Changing it re-addresses every entity "
+        "the next time it is stored.",
+        choices=("unixfs-v1-2025", "unixfs-v0-2015", "kubo-cidv1"),
+    ),
+    Setting(
+        "ipfs.backend", "HFSCRAPER_IPFS_BACKEND", ENUM, "embedded",
+        "Where each folder's root is pinned. `embedded`: no node; the CAR stays on disk and the pin (root CID, "
+        "entity, time) is recorded in the crawl state. `kubo`: the CAR is imported into an IPFS node through "
+        "its kubo RPC API (`ipfs.api`) with `dag/import`, the root the node pinned must equal the one computed "
+        "here (a mismatch is an error), and `pin/ls` must list it. An IPFS Cluster peer's kubo-compatible "
+        "proxy (port 9095) works too and pins cluster-wide.",
+        choices=("embedded", "kubo"),
+    ),
+    Setting(
+        "ipfs.api", "HFSCRAPER_IPFS_API", URL, "http://127.0.0.1:5001",
+        "The kubo RPC base URL of the `kubo` backend (without `/api/v0`). Only the node is sent to: never the "
+        "Hub token, and no proxy from the environment.",
+    ),
+    Setting(
+        "ipfs.car_dir", "HFSCRAPER_IPFS_CAR_DIR", PATH, None,
+        "Where the CARs are written, one per entity folder: `<car_dir>/<type>/<folder>.car`. Unset: "
+        "`<output_dir>/car`, outside every entity folder.",
+    ),
+    Setting(
+        "ipfs.unpin_deleted", "HFSCRAPER_IPFS_UNPIN_DELETED", BOOL, False,
+        "Unpin the roots of entities that a full sweep marked deleted (`tombstone.json`), when the crawl that "
+        "marked them ends and at the start of every later crawl. Off: an archive keeps what the Hub dropped.",
+    ),
+    Setting(
+        "ipfs.verify_add", "HFSCRAPER_IPFS_VERIFY_ADD", BOOL, False,
+        "With the `kubo` backend, also `add` each file of the folder on the node with the profile's parameters "
+        "(`only-hash`, nothing stored) and require the node's CID to equal the one computed here: a second, "
+        "independent check of the DAG, at the cost of sending every file once more. Files the node cannot "
+        "build the profile's DAG for (more chunks than its 174 links per node) are not sent.",
+    ),
+    Setting(
+        "ipfs.timeout", "HFSCRAPER_IPFS_TIMEOUT", FLOAT, 600.0,
+        "The longest one call to the IPFS node may take, in seconds, uploading a CAR included.",
+        minimum=0.1,
+    ),
+    Setting(
+        "ipfs.connect_timeout", "HFSCRAPER_IPFS_CONNECT_TIMEOUT", FLOAT, 10.0,
+        "The longest a connection to the IPFS node may take to open, in seconds.",
+        minimum=0.1,
     ),
     Setting(
         "deltafetch.enabled", "DELTAFETCH_ENABLED", BOOL, True,
@@ -812,6 +962,8 @@ def validate_scrapy_settings(settings: BaseSettings | MutableMapping[str, Any]) 
         if setting is None:
             problem = "unknown setting" + _did_you_mean(name, BY_NAME)
             raise ConfigError(_scrapy_origin(name, priority, _show_text(value)), problem)
+        if value is None and setting.default is None:
+            continue  # an optional setting left unset (its packaged default is "none")
         if setting.secret:
             if value is None or isinstance(value, Secret):
                 continue
@@ -986,7 +1138,8 @@ def render_settings_doc() -> str:
         "   is an error). The repository's `settings.toml` is a commented example that changes nothing.",
         "3. **Environment**: `HFSCRAPER_<NAME>` for every setting below, plus `HF_ENDPOINT` and `HF_TOKEN` as",
         "   huggingface_hub reads them. Any other `HFSCRAPER_*` variable is an error (except",
-        "   `HFSCRAPER_SETTINGS` and `HFSCRAPER_IN_NETNS`, which scripts/hermetic.sh sets).",
+        "   `HFSCRAPER_SETTINGS`, `HFSCRAPER_IN_NETNS`, which scripts/hermetic.sh sets, and",
+        "   `HFSCRAPER_TEST_KUBO`, which runs the IPFS tests against a kubo binary).",
         "4. **Command line**: `scrapy crawl SPIDER -s HFSCRAPER_<NAME>=VALUE` (`scrapy crawl` and",
         "   `scrapy crawlall` check these values with the same rules before anything starts).",
         "",

@@ -110,6 +110,9 @@ class HubEntityItem:
         used_storage: bytes used, all revisions (`usedStorage`, single-entity calls only).
         resource_group: the organisation's resource group (`resourceGroup`).
         extra: every key of the Hub's JSON that has no field here, in the Hub's order.
+        files: not Hub JSON (never in `to_api()`): what the files stage did with each chosen file,
+            `[{"path", "size", "sha256", "blob_sha1", "lfs", "status", "reason"}, ...]`
+            (`hfscraper.pipelines.files`); None when that stage did not run.
     """
 
     repo_type: ClassVar[str] = ""
@@ -133,6 +136,7 @@ class HubEntityItem:
     used_storage: int | None = _api("usedStorage")
     resource_group: dict[str, Any] | None = _api("resourceGroup")
     extra: dict[str, Any] = field(default_factory=dict, metadata={"api": None, "extra": True})
+    files: list[dict[str, Any]] | None = field(default=None, metadata={"api": None, "crawl": True})
 
     def __post_init__(self) -> None:
         # Bookkeeping for to_api(), kept out of the dataclass fields so ItemAdapter and exporters never see it.
@@ -241,7 +245,7 @@ def _field_map_of(cls: type[HubEntityItem]) -> _FieldMap:
     attr_to_api: dict[str, str] = {}
     dates: set[str] = set()
     for f in dataclasses.fields(cls):
-        if f.metadata.get("extra"):
+        if f.metadata.get("extra") or f.metadata.get("crawl"):
             continue
         key = f.metadata.get("api") or f.name
         api_to_attr[key] = f.name

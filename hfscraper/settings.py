@@ -38,7 +38,15 @@ RETRY_ENABLED = True
 RETRY_TIMES = 3
 
 ITEM_PIPELINES = {
-    "hfscraper.pipelines.entity_store.EntityStorePipeline": 800,
+    # First: writes metadata.json (and refuses hostile ids) before anything else goes into the entity folder.
+    "hfscraper.pipelines.entity_store.EntityStorePipeline": 100,
+    # The entity's chosen files, verified, at the listed commit (HFSCRAPER_FILES_*); a failed file drops the entity
+    # (StageFailed) so that the next run redoes it.
+    "hfscraper.pipelines.files.RepoFilesPipeline": 200,
+    # preview_info.json (datasets, from the dataset viewer), thumbnail_info.json and relationships.json (spaces).
+    "hfscraper.pipelines.previews.PreviewsPipeline": 250,
+    # After every pipeline that writes into the entity folder: file and folder CIDs, ipfs_cid.txt, the CAR, the pin.
+    "hfscraper.pipelines.ipfs.IpfsPipeline": 300,
     # Last: records each entity that went through every stage in the crash-safe state, before any feed
     # sees it (so a crawl killed and resumed never writes a feed row twice).
     "hfscraper.pipelines.state.CrawlStatePipeline": 1000,

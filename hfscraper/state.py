@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 1, in the `meta` table):
+What it holds (schema version 3, in the `meta` table; an older file gets the new tables when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -14,6 +14,10 @@ What it holds (schema version 1, in the `meta` table):
   pipeline `stages` completed for that version (JSON list), the crawl that first saw it, last stored it,
   last saw it, and `deleted_at` (a tombstone: a full sweep no longer found it).
 - `request_keys`: `meta["deltafetch_key"]` values whose response produced a stored item.
+- `cids` and `pins` (since version 2): the CID of every file and folder of an entity, and each backend's pin of
+  the folder's root (see `hfscraper.ipfs.pins`).
+- `files` (since version 3): the files stage's outcome for every chosen file of an entity (status, reason, size,
+  checksums; see `hfscraper.file_records`).
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -46,12 +50,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from scrapy.exceptions import DropItem
+
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 3
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -64,7 +70,24 @@ TOMBSTONE_FILE: Final = "tombstone.json"
 #: stages, such as file downloads, add themselves here).
 STAGE_PIPELINES: Final[dict[str, str]] = {
     "stored": "hfscraper.pipelines.entity_store.EntityStorePipeline",
+    "files": "hfscraper.pipelines.files.RepoFilesPipeline",
+    "previews": "hfscraper.pipelines.previews.PreviewsPipeline",
+    "ipfs": "hfscraper.pipelines.ipfs.IpfsPipeline",
 }
+
+
+class StageFailed(DropItem):
+    """Raised by a stage's pipeline when the entity could not be completed and must be tried again.
+
+    The item is dropped (no later pipeline, no feed row, not recorded in the state), and its listing page
+    counts as failed: the checkpoint stops before it, the crawl cannot complete, and the next run reads that
+    page again. Logged by Scrapy at DEBUG only: the pipeline logs its own one-line reason.
+    """
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message, log_level="DEBUG")
+        self.stage = stage
+
 
 _T = TypeVar("_T")
 
@@ -123,6 +146,39 @@ CREATE TABLE IF NOT EXISTS request_keys (
     key TEXT NOT NULL,
     stored_at TEXT NOT NULL,
     PRIMARY KEY (spider, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cids (
+    repo_type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    profile TEXT NOT NULL,
+    computed_at TEXT NOT NULL,
+    PRIMARY KEY (repo_type, id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pins (
+    backend TEXT NOT NULL,
+    repo_type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    root_cid TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    car_path TEXT,
+    pinned_at TEXT NOT NULL,
+    PRIMARY KEY (backend, repo_type, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pins_by_root ON pins (root_cid);
+CREATE TABLE IF NOT EXISTS files (
+    repo_type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    size INTEGER,
+    sha256 TEXT,
+    blob_sha1 TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (repo_type, id, path)
 ) WITHOUT ROWID;
 """
 

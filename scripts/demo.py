@@ -1,18 +1,21 @@
 """`make demo`: the main job end to end against the bundled Hub replica, on loopback only.
 
-Starts `python -m hfscraper.replica` with a small synthetic Hub, crawls models, datasets and spaces with
-`scrapy crawlall`, compares what landed on disk with the replica's ground truth, prints a summary and stops
-the replica. Exits non-zero if the crawl did not complete or the output disagrees with the truth.
+Starts `python -m hfscraper.replica` with a small synthetic Hub (and its dataset viewer), crawls models, datasets
+and spaces with `scrapy crawlall` (metadata, the default files, previews), compares what landed on disk with the
+replica's ground truth (every downloaded file's SHA-256 included), prints a summary and stops the replica. Exits
+non-zero if the crawl did not complete or the output disagrees with the truth.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +41,29 @@ def count_folders(output: Path) -> dict[str, int]:
     return {kind: sum(1 for p in (output / kind).glob("*/metadata.json")) for kind in SIZES}
 
 
+def check_files(output: Path, truth: dict) -> tuple[int, int]:
+    """(files on disk, files whose SHA-256 differs from the truth) over every entity folder."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from hfscraper.hub import entity_folder_name
+    from hfscraper.repofiles import RESERVED_NAMES
+
+    found = bad = 0
+    for kind in SIZES:
+        for entity in truth[kind]:
+            try:
+                folder = output / kind / entity_folder_name(entity["id"])
+            except ValueError:
+                continue
+            known = {f["path"]: f["sha256"] for f in entity["files"]}
+            for path in folder.rglob("*") if folder.is_dir() else ():
+                rel = path.relative_to(folder).as_posix()
+                if path.is_file() and rel not in RESERVED_NAMES:
+                    found += 1
+                    bad += hashlib.sha256(path.read_bytes()).hexdigest() != known.get(rel)
+    return found, bad
+
+
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
@@ -45,7 +71,9 @@ def main() -> int:
     replica, url = start_replica(truth_path)
     try:
         print(f"demo: replica serving a synthetic Hub at {url}", flush=True)
-        env = dict(os.environ, HF_ENDPOINT=url)
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/_replica/info") as answer:
+            viewer = json.load(answer)["datasets_server_url"]
+        env = dict(os.environ, HF_ENDPOINT=url, HFSCRAPER_DATASETS_SERVER=viewer)
         env.pop("HF_TOKEN", None)
         started = time.monotonic()
         crawl = subprocess.run(
@@ -65,6 +93,9 @@ def main() -> int:
         expected = sum(1 for e in truth[kind] if not e["private"])
         ok &= expected == found[kind]
         print(f"{kind:<10}{expected:>20}{found[kind]:>18}")
+    files, bad = check_files(output, truth)
+    ok &= files > 0 and bad == 0
+    print(f"\ndemo: {files} files downloaded, {bad} differing from the replica's SHA-256")
     total = sum(found.values())
     print(f"\ndemo: {total} entities in {elapsed:.1f} s ({total / elapsed:.0f}/s); output in {output}")
     print("demo: OK" if ok else f"demo: FAILED (crawl exit code {crawl.returncode})")

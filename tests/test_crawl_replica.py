@@ -99,9 +99,13 @@ def test_crawl_mirrors_every_public_entity(replica: ReplicaHandle, tmp_path: Pat
     assert result.stat("hfscraper/spider/pages") == math.ceil(n / PAGE_SIZE)
     assert result.stat("hfscraper/spider/incomplete") is None
     assert not [k for k in result.stats if "/bad_page/" in k or "/bad_item/" in k or "/refused/" in k]
-    # only the other folders of the tree stay empty, and nothing but metadata.json is written
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [OUTPUT_FOLDERS[repo_type]]
-    assert {p.name for p in (tmp_path / "out").rglob("*") if p.is_file()} == {"metadata.json"}
+    # only the other folders of the tree stay empty: besides the type's folder there are only its CARs (car/) and
+    # the downloads' scratch folder (.tmp/); every entity folder has its metadata.json and ipfs_cid.txt
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([OUTPUT_FOLDERS[repo_type], "car", ".tmp"])
+    assert {p.name for p in (tmp_path / "out" / "car").iterdir()} == {OUTPUT_FOLDERS[repo_type], ".tmp"}
+    assert not os.listdir(tmp_path / "out" / "car" / ".tmp")
+    for folder in (tmp_path / "out" / OUTPUT_FOLDERS[repo_type]).iterdir():
+        assert {"metadata.json", "ipfs_cid.txt"} <= {p.name for p in folder.iterdir()}
 
     # pagination: the first URL carries no cursor, every later one came from the previous Link header
     requests = listing_requests(replica, mark, repo_type)

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from hfscraper.hub import entity_folder_name
-from tests.support.crawl import crawl, public
+from tests.support.crawl import crawl, metadata_only, public
 from tests.support.replica import ReplicaHandle, run_replica
+
+
+@pytest.fixture(autouse=True)
+def _metadata_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listing at the size; `crawlall` with files is tested at a smaller size in test_pipeline_files.py.
+    metadata_only(monkeypatch)
 
 TYPES = {"model": "models", "dataset": "datasets", "space": "spaces"}
 

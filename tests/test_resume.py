@@ -27,10 +27,17 @@ from tests.support.crawl import (
     crawl,
     crawl_command,
     crawl_env,
+    metadata_only,
     parse_stats,
     public,
 )
 from tests.support.replica import ReplicaHandle, run_replica
+
+
+@pytest.fixture(autouse=True)
+def _metadata_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Resume, cursors and deltafetch over thousands of entities; files have their own kill -9 test.
+    metadata_only(monkeypatch)
 
 
 def listing_requests(replica: ReplicaHandle, since: int, path: str = "/api/models") -> list[dict[str, Any]]:

@@ -77,8 +77,14 @@ class CrawlOutcome:
         except RuntimeError:  # Scrapy 2.19: no stats until the crawl has started (e.g. the spider failed to build)
             stats = {}
         reason = str(stats.get("finish_reason", "not_started"))
-        # A listing page lost for good, or an entity that could not be stored, means the mirror has a hole.
-        incomplete = bool(stats.get("hfscraper/spider/incomplete")) or bool(stats.get("hfscraper/store/failed"))
+        # A listing page lost for good, or an entity that could not be stored (its metadata or one of its files)
+        # or content-addressed and pinned, means the mirror has a hole.
+        incomplete = (
+            bool(stats.get("hfscraper/spider/incomplete"))
+            or bool(stats.get("hfscraper/store/failed"))
+            or bool(stats.get("hfscraper/files/failed"))
+            or bool(stats.get("hfscraper/ipfs/failed"))
+        )
         name = crawler.spidercls.name
         return cls(
             spider=name,

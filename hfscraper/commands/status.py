@@ -4,7 +4,10 @@ For each listing crawled into the output folder (HFSCRAPER_OUTPUT_DIR; the state
 HFSCRAPER_STATE_DIR), the newest crawl: when it started and finished, the last run's finish reason,
 `complete: true|false`, whether a process is crawling it right now, and, while it is unfinished, the saved
 cursor the next run continues from. Then the entities per type: live, and deleted (tombstoned by a full
-sweep that no longer found them).
+sweep that no longer found them). Then the chosen files per type: downloaded, unchanged (already on disk),
+skipped and failed, with the reasons (files of deleted entities left out). Then content addressing: the CIDs
+computed (files, and entity folders per profile) and the pins per IPFS backend (with how many belong to
+entities marked deleted).
 
 Exit code: 0 when the newest crawl of every listing is complete, 1 when one is not (or there is no state
 yet), 2 for bad settings.
@@ -20,6 +23,8 @@ from scrapy.commands import ScrapyCommand
 
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, validate_settings
 from hfscraper.extensions.checkpoint import listing_is_locked, state_location
+from hfscraper.file_records import files_summary
+from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.state import CrawlRow, StateError, StateStore
 
 if TYPE_CHECKING:
@@ -37,6 +42,15 @@ def _listing_label(crawl: CrawlRow) -> str:
     if listing.get("since"):
         parts.append(f"since={listing['since']}")
     return f"{crawl.spider} ({' '.join(parts)})"
+
+
+def _size(count: int) -> str:
+    n = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
 
 
 def collect(store: StateStore) -> dict[str, Any]:
@@ -86,6 +100,8 @@ def collect(store: StateStore) -> dict[str, Any]:
         "output_dir": store.meta().get("output_dir"),
         "listings": listings,
         "entities": store.entity_counts(),
+        "files": files_summary(store),
+        "ipfs": ipfs_summary(store),
         "complete": bool(listings) and all(entry["complete"] for entry in listings),
     }
 
@@ -134,6 +150,24 @@ def render(report: dict[str, Any]) -> str:
             f"{t}s {c['live']} live, {c['deleted']} deleted" for t, c in sorted(report["entities"].items())
         )
         lines.append(f"entities: {counts}")
+    for repo_type, files in sorted(report.get("files", {}).items()):
+        line = (
+            f"files of {repo_type}s: {files['downloaded']} downloaded, {files['unchanged']} unchanged, "
+            f"{files['skipped']} skipped, {files['failed']} failed ({_size(files['bytes'])} on disk)"
+        )
+        lines.append(line)
+        for status in ("skipped", "failed"):
+            reasons = files[f"{status}_by_reason"]
+            if reasons:
+                lines.append(f"  {status}: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+    ipfs = report.get("ipfs")
+    if ipfs and (ipfs["cids"]["folders"] or ipfs["cids"]["files"] or ipfs["pins"]):
+        cids = ipfs["cids"]
+        profiles = ", ".join(f"{n} {p}" for p, n in sorted(cids["folders_by_profile"].items()))
+        lines.append(f"CIDs: {cids['files']} files, {cids['folders']} entity folders ({profiles or 'none'})")
+        for backend, pins in ipfs["pins"].items():
+            deleted = f" ({pins['of_deleted_entities']} of deleted entities)" if pins["of_deleted_entities"] else ""
+            lines.append(f"pins on {backend}: {pins['pinned']}{deleted}")
     return "\n".join(lines)
 
 
@@ -162,7 +196,8 @@ class Command(ScrapyCommand):
         path, output = state_location(self.settings)
         if not path.is_file():
             report: dict[str, Any] = {
-                "state_file": str(path), "output_dir": str(output), "listings": [], "entities": {}, "complete": False,
+                "state_file": str(path), "output_dir": str(output), "listings": [], "entities": {},
+                "ipfs": {"cids": {"files": 0, "folders": 0, "folders_by_profile": {}}, "pins": {}}, "complete": False,
             }  # fmt: skip
         else:
             try:

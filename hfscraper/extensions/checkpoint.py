@@ -67,6 +67,7 @@ from hfscraper.state import (
     EntityRecord,
     PageTracker,
     SharedStateStore,
+    StageFailed,
     StateStore,
     item_version,
     remove_tombstone,
@@ -711,9 +712,16 @@ class CheckpointExtension:
             session.request_key_stored(spider.name, str(key))
         session.item_finished(item)
 
-    def item_dropped(self, item: Any, response: Response | None = None, spider: Spider | None = None) -> None:
+    def item_dropped(
+        self,
+        item: Any,
+        response: Response | None = None,
+        exception: BaseException | None = None,
+        spider: Spider | None = None,
+    ) -> None:
         if self.session is not None:
-            self.session.item_finished(item)
+            # A stage that failed (StageFailed) holds its page back like an item error: the next run redoes it.
+            self.session.item_finished(item, failed=isinstance(exception, StageFailed))
 
     def item_error(self, item: Any, response: Response | None = None, spider: Spider | None = None) -> None:
         if self.session is not None:

@@ -37,7 +37,9 @@ Pacers and pauses are shared by every crawler of the process (`scrapy crawlall` 
 the Hub counts per client identity (its token, else its IP), and one process sends with one identity.
 Requests already handed to the downloader when a 429 arrives (in flight, or queued behind a download
 delay) still go out; they get their own 429 and wait like the rest. On a graceful stop, requests still
-waiting are handed back to the scheduler (kept in JOBDIR when one is set) instead of holding up shutdown.
+waiting are handed back to the scheduler (kept in JOBDIR when one is set) instead of holding up shutdown; a request
+marked `meta["hfscraper_unscheduled"]` (sent with `engine.download_async` by a pipeline: handing it back would only
+send it round again) fails with IgnoreRequest instead.
 
 Requests with `meta["dont_ratelimit"] = True` are neither paced nor paused, and their 429s are left to
 RetryMiddleware. `meta["dont_retry"]` is honoured (the host still pauses), and `meta["max_retry_times"]`, when
@@ -57,7 +59,8 @@ the crawler inside the middleware at once (at most CONCURRENT_REQUESTS: Scrapy c
 hfscraper/ratelimit/<bucket>/remaining - the last `r` seen, .../quota, .../window - the policy;
 from get_retry_request: hfscraper/ratelimit/count, hfscraper/ratelimit/reason_count/429,
 hfscraper/ratelimit/max_reached; hfscraper/ratelimit/bucket_mismatch - RateLimit headers naming another bucket
-than the URL's (ignored); hfscraper/ratelimit/requeued_on_shutdown - waiting requests handed back on a stop.
+than the URL's (ignored); hfscraper/ratelimit/requeued_on_shutdown - waiting requests handed back on a stop;
+hfscraper/ratelimit/dropped_on_shutdown - waiting unscheduled requests failed on a stop.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.httpobj import urlparse_cached
 
@@ -87,6 +90,8 @@ logger = logging.getLogger(__name__)
 STATS_PREFIX = "hfscraper/ratelimit"
 #: meta key: (host, bucket, sequence number) of a request this middleware let through.
 TICKET_META = "_hfscraper_ratelimit_ticket"
+#: meta key: the request was sent with `engine.download_async` (by a pipeline), not through the scheduler.
+UNSCHEDULED_META = "hfscraper_unscheduled"
 #: meta key: how many times the request was already retried after a 429.
 RETRIES_META = "hfscraper_ratelimit_retries"
 #: A waiting request looks again at least this often (new headers, a new pause, a shutdown).
@@ -234,6 +239,9 @@ class RateLimitDownloaderMiddleware:
                 if ready_at <= now:
                     break
                 if self._stopping():
+                    if request.meta.get(UNSCHEDULED_META):
+                        self.stats.inc_value(f"{STATS_PREFIX}/dropped_on_shutdown")
+                        raise IgnoreRequest("the crawl is stopping")
                     self.stats.inc_value(f"{STATS_PREFIX}/requeued_on_shutdown")
                     return request.replace(dont_filter=True)
                 if not waited:

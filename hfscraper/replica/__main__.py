@@ -3,9 +3,10 @@
     python -m hfscraper.replica --host 127.0.0.1 --port 0 --models 300 --datasets 100 --spaces 100 --seed 1 \\
         [--latency-ms L] [--quota-api Q --quota-resolvers Q --quota-pages Q --quota-window W] \\
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
-        [--approved-token T]... [--hostile-ids] [--big-file-mib N] [--cdn-host 127.0.0.2] [--cdn-port 0]
+        [--approved-token T]... [--hostile-ids] [--hostile-files] [--big-file-mib N] [--cdn-host 127.0.0.2] \\
+        [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0]
 
-Once both origins serve, it prints exactly one line, ``ready http://HOST:PORT``,
+Once the three origins (Hub, CDN, dataset viewer) serve, it prints exactly one line, ``ready http://HOST:PORT``,
 on stdout (everything else goes to stderr through logging).  With ``--truth`` the
 ground truth is written (atomically) before that line.  SIGTERM or SIGINT stop it
 cleanly.
@@ -40,12 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="port of the Hub origin; 0 picks a free one")
     parser.add_argument("--cdn-host", default="127.0.0.2", help="address of the CDN origin (default 127.0.0.2)")
     parser.add_argument("--cdn-port", type=int, default=0, help="port of the CDN origin; 0 picks a free one")
+    parser.add_argument("--viewer-host", default=None, help="address of the dataset viewer (default: --host)")
+    parser.add_argument("--viewer-port", type=int, default=0, help="port of the dataset viewer; 0 picks a free one")
     parser.add_argument("--models", type=int, default=300)
     parser.add_argument("--datasets", type=int, default=100)
     parser.add_argument("--spaces", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic Hub and of fault decisions")
     parser.add_argument("--hostile-ids", action="store_true", help="include repo ids that stress URL and path handling")
     parser.add_argument("--big-file-mib", type=int, default=0, help="add an LFS file of this many MiB (0: none)")
+    parser.add_argument(
+        "--hostile-files", action="store_true", help="add a model whose file names stress path handling (../x, /x)"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every Hub response by this much")
     parser.add_argument("--quota-api", type=int, default=DEFAULT_QUOTAS["api"])
     parser.add_argument("--quota-resolvers", type=int, default=DEFAULT_QUOTAS["resolvers"])
@@ -94,6 +100,7 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
         seed=args.seed,
         hostile_ids=args.hostile_ids,
         big_file_mib=args.big_file_mib,
+        hostile_files=args.hostile_files,
     )
     logger.info("synthetic hub built in %.2fs", time.monotonic() - started)
     options = ReplicaOptions(
@@ -113,9 +120,9 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await replica.start(args.host, args.port, args.cdn_host, args.cdn_port)
+    await replica.start(args.host, args.port, args.cdn_host, args.cdn_port, args.viewer_host, args.viewer_port)
     try:
-        logger.info("hub %s, cdn %s", replica.hub_url, replica.cdn_url)
+        logger.info("hub %s, cdn %s, dataset viewer %s", replica.hub_url, replica.cdn_url, replica.viewer_url)
         sys.stdout.write(f"ready {replica.hub_url}\n")
         sys.stdout.flush()
         await stop.wait()

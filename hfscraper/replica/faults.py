@@ -7,7 +7,8 @@ A rule is a JSON object::
 ``kind`` is required; ``rate`` (0..1, default 1) is the probability that the
 rule fires on a matching request; ``path`` is a regular expression searched in
 the request's path plus query string (null: every path); ``count`` caps how often
-the rule fires (null: no cap); ``origin`` is ``"hub"``, ``"cdn"`` or null (both).
+the rule fires (null: no cap); ``origin`` is ``"hub"``, ``"cdn"``, ``"viewer"`` (the dataset
+viewer) or null (all three).
 Kind-specific options:
 
 ==================  ==========================================================================
@@ -122,8 +123,8 @@ class FaultRule:
             if count < 0:
                 raise ValueError("fault count must be >= 0 or null")
         origin = data.get("origin")
-        if origin not in (None, "hub", "cdn"):
-            raise ValueError(f"fault origin must be 'hub', 'cdn' or null, got {origin!r}")
+        if origin not in (None, "hub", "cdn", "viewer"):
+            raise ValueError(f"fault origin must be 'hub', 'cdn', 'viewer' or null, got {origin!r}")
         options = {k: data[k] for k in ("ms", "status", "body", "retry_after", "fraction") if k in data}
         if "status" in options and not 500 <= int(options["status"]) <= 599:
             raise ValueError("5xx status must be within 500..599")

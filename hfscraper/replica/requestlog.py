@@ -1,7 +1,7 @@
 """The replica's request log: one JSON object per request, in memory and optionally in a file.
 
 Each entry records what a test needs to check a client's behaviour, never a
-secret: ``seq``, ``time`` (epoch seconds), ``origin`` (``hub``|``cdn``),
+secret: ``seq``, ``time`` (epoch seconds), ``origin`` (``hub``|``cdn``|``viewer``),
 ``method``, ``path`` (path plus query string, as received), ``status``,
 ``bucket`` (rate-limit bucket, null on the CDN), ``auth`` (whether an
 ``Authorization`` header arrived; the token itself is never logged), ``fault``
@@ -65,8 +65,10 @@ class RequestLog:
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            hub = sum(1 for e in self.entries if e["origin"] == "hub")
-            return {"total": len(self.entries), "hub": hub, "cdn": len(self.entries) - hub}
+            counts = {"total": len(self.entries), "hub": 0, "cdn": 0, "viewer": 0}
+            for entry in self.entries:
+                counts[entry["origin"]] = counts.get(entry["origin"], 0) + 1
+            return counts
 
     def close(self) -> None:
         if self._file is not None:

@@ -24,6 +24,9 @@ CDN origin (``http://127.0.0.2:C``): ``GET|HEAD /xet-bridge-us/{repo _id}/{sha25
 with a valid signature; honours ``Range``; no rate-limit headers (the real CDN
 sends none).
 
+Dataset-viewer origin (``http://127.0.0.1:V``, another port): ``/is-valid``, ``/splits``,
+``/first-rows``, ``/info``, ``/size`` (``hfscraper.replica.viewer``); no rate-limit headers.
+
 Tokens: a token not starting with ``hf_`` is invalid (401); any ``hf_`` token is
 a valid user; tokens given with ``--approved-token`` are also granted every gated
 repo and see private repos (in listings too).
@@ -78,6 +81,7 @@ from hfscraper.replica.tree import (
     decode_tree_cursor,
     encode_tree_cursor,
 )
+from hfscraper.replica.viewer import DatasetViewer
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +188,10 @@ class HubReplica:
         self._trees: OrderedDict[tuple[str, str], RepoTree] = OrderedDict()
         self.deleted: dict[str, dict[str, Any]] = {t: {} for t in REPO_TYPES.values()}
         self._touches = 0
+        self.viewer = DatasetViewer(hub, options.seed, options.approved_tokens)
         self.hub_url = ""
         self.cdn_url = ""
+        self.viewer_url = ""
         self._runners: list[web.AppRunner] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,8 +205,22 @@ class HubReplica:
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._cdn_entry)
         return app
 
-    async def start(self, host: str, port: int, cdn_host: str, cdn_port: int) -> None:
-        """Serve both origins; afterwards ``hub_url``/``cdn_url`` name the bound addresses."""
+    def viewer_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._viewer_entry)
+        return app
+
+    async def start(
+        self, host: str, port: int, cdn_host: str, cdn_port: int, viewer_host: str | None = None, viewer_port: int = 0
+    ) -> None:
+        """Serve the three origins; afterwards ``hub_url``/``cdn_url``/``viewer_url`` name the bound addresses."""
+        viewer_host = viewer_host or host
+        viewer_runner = web.AppRunner(self.viewer_app(), access_log=None, handle_signals=False)
+        await viewer_runner.setup()
+        viewer_site = web.TCPSite(viewer_runner, viewer_host, viewer_port, reuse_address=True)
+        await viewer_site.start()
+        self._runners.append(viewer_runner)
+        self.viewer_url = f"http://{_host_for_url(viewer_host)}:{_bound_port(viewer_runner)}"
         cdn_runner = web.AppRunner(self.cdn_app(), access_log=None, handle_signals=False)
         await cdn_runner.setup()
         cdn_site = web.TCPSite(cdn_runner, cdn_host, cdn_port, reuse_address=True)
@@ -727,6 +747,35 @@ class HubReplica:
             headers.append(("Content-Disposition", disposition))
         return _file_reply(file, request.headers.get("Range"), headers)
 
+    # ------------------------------------------------------------------ dataset viewer origin
+    async def _viewer_entry(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        raw = request.raw_path
+        path, _, raw_query = raw.partition("?")
+        try:
+            reply = self.viewer.reply(
+                request.method, path, raw_query, request.headers.get("Authorization"), self.viewer_url
+            )
+        except Exception:
+            logger.exception("error handling viewer %s %s", request.method, raw)
+            reply = Reply(status=500, headers=[("Content-Type", "text/plain")], body=b"Internal Server Error.")
+        firings = self.faults.candidates("viewer", request.method, raw)
+        reply, stream_fault, delay_ms, fault_kind = self._apply_faults(reply, firings, None, raw, request.method)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        response = await self._send(request, reply, stream_fault)
+        self.log.add(
+            origin="viewer",
+            method=request.method,
+            path=raw,
+            status=reply.status,
+            bucket=None,
+            auth="Authorization" in request.headers,
+            fault=fault_kind,
+            started=started,
+        )
+        return response
+
     # ------------------------------------------------------------------ faults
     def _apply_faults(
         self, reply: Reply, firings: list[Firing], state: RateLimitState | None, target: str, method: str
@@ -930,6 +979,7 @@ class HubReplica:
         return {
             "hub_url": self.hub_url,
             "cdn_url": self.cdn_url,
+            "datasets_server_url": self.viewer_url,
             "seed": self.options.seed,
             "counts": {TYPE_PLURAL[t]: len(self.hub.entities(t)) for t in REPO_TYPES.values()},
             "quotas": dict(self.limiter.quotas),

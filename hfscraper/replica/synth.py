@@ -291,6 +291,18 @@ HOSTILE_IDS: tuple[str, ...] = (
 )
 _HOSTILE_SUBSET = ("../../etc/passwd", "CON", "unicode/caf\u00e9", "unicode/cafe\u0301", "owner__x/y",
                    "owner/x__y", "a/b/c", "..")
+# File names a hostile or broken server might list for a repo (hostile_files=True adds a model holding them,
+# `HOSTILE_FILES_MODEL`): escapes, absolute paths, odd segments, names a crawler writes itself, case twins. The
+# last group is unusual but harmless: a client must store those under exactly their names.
+HOSTILE_FILES_MODEL = "hostile-files/paths"
+HOSTILE_FILE_NAMES: tuple[str, ...] = (
+    "../escape.txt", "../../etc/passwd-copy", "/abs/path.txt", "a//b.txt", "./dot.txt", "sub/./x.txt",
+    "sub/../../y.txt", "back\\slash.txt", "nul\x00byte.txt", "ctrl\x01char.txt", "newline\nname.txt",
+    "metadata.json", "Preview_Info.json", "ipfs_cid.txt", "tombstone.json/inner.txt", ".hfscraper-tmp-1-2-3.part",
+    "trailing/", "x" * 300 + ".txt", "CaseName.txt", "casename.txt",
+    "ok/nested/deep/file.json", "spaces in name.txt", "percent%2e%2e%2fname.txt", "question?mark.txt",
+    "hash#mark.txt", "unicode-caf\u00e9.txt",
+)
 
 
 # -------------------------------------------------------------------------------------------- entity
@@ -335,7 +347,7 @@ class Entity:
         self._models: tuple[int, ...] = ()
         self._children = 0
         self._spaces: tuple[int, ...] = ()
-        self._extra = ""  # "" normal, "hostile", or "big:<MiB>"
+        self._extra = ""  # "" normal, "hostile", "hostile_files", or "big:<MiB>"
         self._fields = fields
         self._files = files
         self._relations = relations
@@ -503,7 +515,14 @@ def entity_truth(entity: Entity) -> dict:
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "blob_sha1": f.blob_sha1, "lfs": f.lfs}
                   for f in twin.files],
         "relations": entity.relations,
+        **({"viewer": _viewer_status(entity)} if entity.repo_type == "dataset" else {}),
     }
+
+
+def _viewer_status(entity: Entity) -> str:
+    from .viewer import viewer_status  # viewer imports this module
+
+    return viewer_status(entity, entity._hub.seed if entity._hub is not None else 0)
 
 
 def _relations(e: Entity) -> list[dict]:
@@ -860,6 +879,10 @@ class _ModelGen(_Gen):
             return plan
         if e._extra == "hostile":
             plan.append(("config.json", _json_bytes({"model_type": "hostile"})))
+            return plan
+        if e._extra == "hostile_files":
+            plan.append(("config.json", _json_bytes({"model_type": "hostile-files"})))
+            plan += [(name, f"hostile file {name!r}\n".encode()) for name in HOSTILE_FILE_NAMES]
             return plan
         if lib in ("transformers", "sentence-transformers") and a.architecture:
             full = {"architectures": [a.architecture], "model_type": a.model_type,
@@ -1640,9 +1663,10 @@ def _clean_name(name: str) -> str:
 
 
 def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_ids: bool = False,
-              big_file_mib: int = 0) -> SyntheticHub:
+              big_file_mib: int = 0, hostile_files: bool = False) -> SyntheticHub:
     """A synthetic Hub with exactly `models`/`datasets`/`spaces` ordinary entities, plus one model with
-    a `big_file_mib` MiB LFS file if asked, plus the hostile-id entities if asked (appended last)."""
+    a `big_file_mib` MiB LFS file if asked, plus the hostile-id entities if asked (appended last), plus
+    the model `HOSTILE_FILES_MODEL` whose files have hostile names if asked."""
     hub = SyntheticHub(seed)
     b = _Builder(seed, hub)
     owners = b.owners(max(8, (models + datasets + spaces) // 7))
@@ -1651,6 +1675,8 @@ def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_id
     b.build_spaces(spaces, owners)
     if big_file_mib > 0:
         b.add_extra("model", f"big-files/huge-model-{big_file_mib}MiB", f"big:{big_file_mib}")
+    if hostile_files:
+        b.add_extra("model", HOSTILE_FILES_MODEL, "hostile_files")
     if hostile_ids:
         for repo_id in HOSTILE_IDS:
             b.add_extra("model", repo_id, "hostile")

@@ -17,6 +17,11 @@ from tests.support.replica import ReplicaHandle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PAGE_SIZE = 50  # small pages, so every crawl walks a real cursor chain
+#: Settings of a crawl of metadata only (no files, no previews).
+METADATA_ONLY = {"HFSCRAPER_FILES_ENABLED": "false", "HFSCRAPER_PREVIEWS_ENABLED": "false"}
+#: Settings every `crawl_command` starts from (below its own defaults and the caller's): the product's defaults.
+#: Test modules about the listing alone over thousands of entities set it to METADATA_ONLY (`metadata_only()`).
+DEFAULT_SETTINGS: dict[str, str] = {}
 
 
 def _scrapy_command() -> list[str]:
@@ -89,7 +94,7 @@ def crawl_command(
     """The command line `crawl()` runs (for tests that start, signal or kill the process themselves)."""
     command = [*_scrapy_command(), command_name, *([spider] if spider else []), *(options or [])]
     command += ["-s", f"HFSCRAPER_OUTPUT_DIR={output}", "-s", "LOG_LEVEL=INFO"]
-    defaults = {"HFSCRAPER_STATE_DIR": str(output.parent / "state")}
+    defaults = {**DEFAULT_SETTINGS, "HFSCRAPER_STATE_DIR": str(output.parent / "state")}
     if page_size:
         defaults["HFSCRAPER_CRAWL_PAGE_SIZE"] = str(page_size)
     for name, value in {**defaults, **(settings or {})}.items():
@@ -100,14 +105,25 @@ def crawl_command(
 
 
 def crawl_env(replica: ReplicaHandle, output: Path, env_overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment `crawl()` gives the child: no developer configuration, the replica as the Hub."""
+    """The environment `crawl()` gives the child: no developer configuration, the replica as the Hub (and as the
+    dataset viewer)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HFSCRAPER_", "HF_")) or k == "HFSCRAPER_IN_NETNS"}
     env.update(
         {"HF_ENDPOINT": replica.url, "HF_TOKEN": "", "HF_HUB_OFFLINE": "0", "HF_HOME": str(output.parent / "hf-home")}
     )
+    env["HFSCRAPER_DATASETS_SERVER"] = replica.datasets_server_url  # the replica's dataset viewer
     env.update(env_overrides or {})
     return env
 
 
 def public(truth: dict[str, Any], repo_type: str) -> list[dict[str, Any]]:
     return [e for e in truth[f"{repo_type}s"] if not e["private"]]
+
+
+def metadata_only(monkeypatch: Any) -> None:
+    """Make every crawl of the calling test crawl metadata only (for an autouse fixture, with pytest's monkeypatch).
+
+    For tests of the listing itself (resume, cursors, deltafetch) over thousands of entities: the files and the
+    previews, which have tests of their own, would multiply their run time by ten.
+    """
+    monkeypatch.setattr(sys.modules[__name__], "DEFAULT_SETTINGS", dict(METADATA_ONLY))

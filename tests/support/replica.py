@@ -3,6 +3,7 @@
     with run_replica(models=300, datasets=100, spaces=100, seed=1) as hub:
         hub.url           # "http://127.0.0.1:PORT" (the Hub origin; use as HF_ENDPOINT)
         hub.cdn_url       # "http://127.0.0.2:PORT" (where LFS downloads are redirected)
+        hub.datasets_server_url  # "http://127.0.0.1:PORT2" (the dataset viewer; HFSCRAPER_DATASETS_SERVER)
         hub.truth         # the ground truth (parsed lazily from --truth)
         hub.requests()    # the request log, list of dicts (see hfscraper/replica/requestlog.py)
         hub.set_faults([{"kind": "5xx", "rate": 0.5, "path": "^/api/models"}])
@@ -12,7 +13,7 @@
 Options (keyword arguments) map to the command line: ``models``, ``datasets``,
 ``spaces``, ``seed``, ``latency_ms``, ``quota_api``, ``quota_resolvers``,
 ``quota_pages``, ``quota_window``, ``faults`` (list of ``"KIND:RATE[:REGEX]"``
-strings or rule dicts), ``approved_tokens`` (list), ``hostile_ids`` (bool),
+strings or rule dicts), ``approved_tokens`` (list), ``hostile_ids`` (bool), ``hostile_files`` (bool),
 ``big_file_mib``, ``cdn_host``, ``cdn_port``, ``cdn_ttl``, ``port``,
 ``extra_args`` (list), plus ``tmp_dir`` (where truth, request log and stderr go;
 default: a fresh temporary directory), ``ready_timeout`` (seconds, default 120),
@@ -58,6 +59,7 @@ _FLAGS = {
     "big_file_mib": "--big-file-mib",
     "cdn_host": "--cdn-host",
     "cdn_port": "--cdn-port",
+    "viewer_port": "--viewer-port",
     "cdn_ttl": "--cdn-ttl",
     "port": "--port",
     "host": "--host",
@@ -102,6 +104,12 @@ class ReplicaHandle:
         if self._info is None:
             self._info = self.info()
         return str(self._info["cdn_url"])
+
+    @property
+    def datasets_server_url(self) -> str:
+        if self._info is None:
+            self._info = self.info()
+        return str(self._info["datasets_server_url"])
 
     @property
     def port(self) -> int:
@@ -172,6 +180,8 @@ def build_command(truth_path: Path | None, request_log: Path, options: dict[str,
         command += ["--approved-token", token]
     if opts.get("hostile_ids"):
         command.append("--hostile-ids")
+    if opts.get("hostile_files"):
+        command.append("--hostile-files")
     if truth_path is not None:
         command += ["--truth", str(truth_path)]
     command += ["--request-log", str(request_log)]
@@ -179,7 +189,7 @@ def build_command(truth_path: Path | None, request_log: Path, options: dict[str,
     return command
 
 
-_KNOWN = set(_FLAGS) | {"faults", "approved_tokens", "hostile_ids", "extra_args"}
+_KNOWN = set(_FLAGS) | {"faults", "approved_tokens", "hostile_ids", "hostile_files", "extra_args"}
 
 
 @contextmanager

@@ -1,0 +1,802 @@
+"""`RepoFilesPipeline`: download each entity's chosen files into its folder, verified, at the listed commit.
+
+For every Hub item it picks, from the listing's `siblings`, the files matching the type's patterns
+(`HFSCRAPER_FILES_MODELS|DATASETS|SPACES`, `hfscraper.repofiles.select_files`), and stores each at
+`output_dir/<type>/<folder>/<path in repo>` (sub-folders kept). It runs after `EntityStorePipeline` (so the
+folder and its `metadata.json` exist) and before the IPFS pipeline (which needs every file in place).
+
+**How a file is fetched.** `GET {endpoint}/{prefix}{id}/resolve/{sha}/{path}` at the entity's commit (its
+`sha`, so the bytes match `metadata.json`), through Scrapy's downloader (so the rate-limit and token middlewares
+apply: `resolvers` bucket, token only to the Hub's origin), with redirects handled here:
+
+- `302` (LFS): `X-Linked-Size` and `X-Linked-Etag` (the SHA-256) come before any byte. A file above
+  HFSCRAPER_FILES_MAX_SIZE is skipped there; a file already on disk with that size and SHA-256 is kept as it is
+  (`unchanged`); otherwise the `Location` (the CDN, another origin: the token is never sent there) is fetched:
+  up to HFSCRAPER_FILES_STREAM_THRESHOLD through Scrapy, above it streamed to disk by `BodyStreamer` with bounded
+  memory (`hfscraper.streaming`), at most HFSCRAPER_FILES_STREAMS at once. Scrapy holds a body in memory, so
+  what goes through it is bounded: the threshold for CDN bodies, and for bodies from the Hub's own origin (files
+  kept in git, which the Hub limits to 10 MB; a mirror that serves large files itself) HFSCRAPER_FILES_MAX_SIZE.
+- `307` to `/api/resolve-cache/...` (a file kept in git): the `Location` names the blob's SHA-1 (`etag=`); a file
+  on disk with that git blob SHA-1 is `unchanged`, else the `Location` is fetched (same origin: the token goes
+  along for gated repos); its `ETag` is the SHA-1 checked. A `Content-Length` above the size limit stops the
+  download at its headers (`too_large`).
+- `200` at once (older Hub versions, mirrors): the body, checked against `X-Linked-Etag` or `ETag`.
+- `401`/`403`/`404` from the Hub: skipped with `hfscraper.middlewares.auth.hub_refusal`'s reason (`gated`,
+  `repo_not_found`, `disabled`) or `not_found` (`EntryNotFound`); never retried. A `RevisionNotFound` (the repo
+  moved on since it was listed) fails the file: the next run sees the new commit.
+
+With HFSCRAPER_FILES_SIZES_FROM = `paths-info`, one `POST /api/<type>s/<id>/paths-info/<sha>` first gives the
+sizes and hashes of the chosen files: oversized and unchanged ones then cost no `resolvers` request at all.
+
+**Verification.** Every byte is checked before a file is kept: an LFS file's SHA-256 against `X-Linked-Etag`
+(or the tree's `lfs.oid`), a git file's blob SHA-1 (`sha1(b"blob <size>\\0" + bytes)`) against its `ETag`. A
+mismatch, a short body or a lost download is discarded and the file fetched again (HFSCRAPER_FILES_RETRIES more
+times; stats `hfscraper/files/mismatch`, `hfscraper/files/retries`). Bodies are written to
+`output_dir/.tmp/` (never inside an entity folder, whose CID must be computable at any moment) and moved into
+place with `os.replace` only once verified: an entity folder never holds a partial or unverified file. What a
+killed run left in `.tmp` is removed by the next run.
+
+**Paths.** Only plain repository ids get files (`non_plain_id` otherwise: the real Hub has no other ids, and
+such an id must not build a URL). A path is refused, the file skipped and the entity kept, when
+`hfscraper.repofiles.check_repo_path` rejects it (absolute, `.`/`..` or empty segments, backslashes, control
+characters, names the crawl writes itself such as `metadata.json`, ...), when two paths differ only in letter
+case, or when on disk it would pass through a symlink or resolve outside the entity folder
+(`hfscraper/files/skipped/unsafe_path`, one WARNING line each).
+
+**The folder is a snapshot.** After the stage, an entity folder holds the crawl's own files
+(`hfscraper.repofiles.RESERVED_NAMES`) and exactly the chosen files of the listed commit that were downloaded or
+found unchanged; any other file (a file the repo no longer has, a pattern no longer chosen, an older version
+that could not be fetched again) is removed (`hfscraper/files/pruned`).
+
+**Outcome.** `item.files` lists, per chosen file, `{"path", "size", "sha256", "blob_sha1", "lfs", "status",
+"reason"}` (status `downloaded`, `unchanged`, `skipped` or `failed`). If any file failed, the entity is dropped
+with `hfscraper.state.StageFailed` after the others are in place: no later pipeline and no feed sees it, its
+listing page is held back, the crawl ends incomplete (exit code 1) and the next run tries the entity again.
+Skipped files do not fail an entity: they are the outcome (the crawl state records the stage as done).
+
+Settings (read once): HFSCRAPER_FILES_ENABLED (off: NotConfigured), HFSCRAPER_FILES_MODELS,
+HFSCRAPER_FILES_DATASETS, HFSCRAPER_FILES_SPACES, HFSCRAPER_FILES_MAX_SIZE, HFSCRAPER_FILES_STREAM_THRESHOLD,
+HFSCRAPER_FILES_STREAMS, HFSCRAPER_FILES_RETRIES, HFSCRAPER_FILES_SIZES_FROM, HFSCRAPER_OUTPUT_DIR,
+HFSCRAPER_HUB_ENDPOINT, HFSCRAPER_STORE_FSYNC; Scrapy's USER_AGENT, DOWNLOAD_TIMEOUT, HTTPPROXY_ENABLED.
+
+Stats (prefix hfscraper/files/): entities, chosen, downloaded, downloaded_bytes, streamed, unchanged,
+skipped/<reason>, mismatch, retries, failed, failed/<reason>, pruned, no_siblings, paths_info/requests,
+paths_info/failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Self
+from urllib.parse import urljoin
+
+from scrapy import Request, signals
+from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured, StopDownload
+from scrapy.http import Headers, Response
+
+from hfscraper import constants
+from hfscraper.constants import OUTPUT_FOLDERS
+from hfscraper.extensions.checkpoint import state_location
+from hfscraper.file_records import record_files
+from hfscraper.fsutil import TEMP_PREFIX, fsync_directory
+from hfscraper.hub import entity_folder_name, is_plain_id, normalize_endpoint
+from hfscraper.items import HubEntityItem
+from hfscraper.middlewares.auth import hub_refusal, origin_of
+from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
+from hfscraper.repofiles import (
+    RESERVED_NAMES,
+    FileHasher,
+    UnsafePathError,
+    check_repo_path,
+    etag_from_location,
+    is_sha1,
+    is_sha256,
+    quote_repo_path,
+    resolve_url,
+    select_files,
+    strip_etag,
+)
+from hfscraper.state import SharedStateStore, StageFailed, utc_now
+from hfscraper.streaming import BodyStreamer, StreamError, remove_quietly
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+STAGE: Final = "files"
+STATS: Final = "hfscraper/files"
+#: Where bodies are written before they are verified and moved into an entity folder (under output_dir).
+TMP_DIR: Final = ".tmp"
+#: Request meta key: the largest body this file request accepts (its headers are checked against it).
+LIMIT_META: Final = "hfscraper_file_limit"
+#: Redirects the pipeline follows itself for one file (resolve -> resolve-cache or CDN, plus slack).
+MAX_HOPS: Final = 5
+#: Paths per paths-info request (the Hub's limit, hub-api.md §2.2).
+PATHS_INFO_BATCH: Final = 2000
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_TMP_NAMES = itertools.count()
+_PATTERN_SETTINGS: Final = {
+    constants.REPO_TYPE_MODEL: "HFSCRAPER_FILES_MODELS",
+    constants.REPO_TYPE_DATASET: "HFSCRAPER_FILES_DATASETS",
+    constants.REPO_TYPE_SPACE: "HFSCRAPER_FILES_SPACES",
+}
+
+DOWNLOADED, UNCHANGED, SKIPPED, FAILED = "downloaded", "unchanged", "skipped", "failed"
+
+
+@dataclass
+class FileResult:
+    """What the stage did with one chosen file (`item.files` holds these as dicts)."""
+
+    path: str
+    status: str = FAILED
+    size: int | None = None
+    sha256: str | None = None
+    blob_sha1: str | None = None
+    lfs: bool | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "blob_sha1": self.blob_sha1,
+            "lfs": self.lfs,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """Size and hashes of a file as the Hub's paths-info names them."""
+
+    size: int
+    blob_sha1: str | None
+    sha256: str | None  # LFS files only
+    lfs: bool
+
+
+@dataclass
+class _Entity:
+    """One item's job: where its files go and what is known about them."""
+
+    item: HubEntityItem
+    repo_type: str
+    repo_id: str
+    sha: str
+    folder: Path
+    known: dict[str, KnownFile] | None = None
+    lower_paths: dict[str, str] = field(default_factory=dict)
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+class _Fail(Exception):
+    """A failure another attempt cannot fix (the run can: the next one tries the entity again)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+class _Retry(Exception):
+    """A failure another attempt may fix (bad bytes, a lost download, a 5xx after Scrapy's retries)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+class RepoFilesPipeline:
+    """Download, verify and place each entity's chosen files (see the module docstring)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        if not settings.getbool("HFSCRAPER_FILES_ENABLED", True):
+            raise NotConfigured("HFSCRAPER_FILES_ENABLED is off")
+        self.crawler = crawler
+        assert crawler.stats is not None
+        self.stats = crawler.stats
+        self.patterns: dict[str, list[str]] = {
+            repo_type: [str(p) for p in settings.getlist(name)] for repo_type, name in _PATTERN_SETTINGS.items()
+        }
+        self.max_size: int = settings.getint("HFSCRAPER_FILES_MAX_SIZE", 10 * 1024 * 1024)
+        self.threshold: int = settings.getint("HFSCRAPER_FILES_STREAM_THRESHOLD", 8 * 1024 * 1024)
+        self.retries: int = settings.getint("HFSCRAPER_FILES_RETRIES", 2)
+        self.sizes_from: str = settings.get("HFSCRAPER_FILES_SIZES_FROM") or "resolve"
+        self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
+        if self.max_size < 0 or self.threshold < 0 or self.retries < 0:
+            raise NotConfigured("HFSCRAPER_FILES_MAX_SIZE, _STREAM_THRESHOLD and _RETRIES must not be negative")
+        if self.sizes_from not in ("resolve", "paths-info"):
+            raise NotConfigured(f"HFSCRAPER_FILES_SIZES_FROM must be resolve or paths-info, not {self.sizes_from!r}")
+        self.endpoint: str = normalize_endpoint(settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT)
+        self.hub_origin = origin_of(self.endpoint)
+        output = settings.get("HFSCRAPER_OUTPUT_DIR") or "output"
+        self.output_dir = Path(os.path.realpath(Path(output).expanduser()))
+        self.tmp_dir = self.output_dir / TMP_DIR
+        self.state_file, _ = state_location(settings)
+        self.state: SharedStateStore | None = None
+        self.streamer = BodyStreamer(
+            hub_origin=self.hub_origin,
+            user_agent=str(settings.get("USER_AGENT") or "hfscraper"),
+            max_streams=max(1, settings.getint("HFSCRAPER_FILES_STREAMS", 4)),
+            read_timeout=settings.getfloat("DOWNLOAD_TIMEOUT", 180.0),
+            trust_env=settings.getbool("HTTPPROXY_ENABLED", True),
+        )
+        # Files in flight at once, across entities: the downloader's slot queue is FIFO, and a file's body request
+        # should not wait behind the redirects of every file of every entity in the pipeline (AutoThrottle only
+        # lowers its delay on 200s, so a queue of nothing but redirects crawls at AUTOTHROTTLE_START_DELAY).
+        self._in_flight = asyncio.Semaphore(max(1, settings.getint("CONCURRENT_REQUESTS", 16)))
+        self._warned: set[str] = set()
+        crawler.signals.connect(self._headers_received, signal=signals.headers_received)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def open_spider(self) -> None:
+        try:
+            self.state = await asyncio.to_thread(SharedStateStore.acquire, self.state_file, fsync=self.fsync)
+        except Exception as exc:
+            logger.error(
+                "Files: cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc}
+            )
+            raise CloseSpider("state_error") from exc
+        await asyncio.to_thread(self._sweep)
+
+    def _sweep(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        removed = sweep_temp_dir(self.tmp_dir)
+        if removed:
+            logger.info(
+                "Removed %(n)d partial download(s) of earlier runs from %(dir)s", {"n": removed, "dir": self.tmp_dir}
+            )
+
+    async def close_spider(self) -> None:
+        await self.streamer.close()
+        if self.state is not None:
+            state, self.state = self.state, None
+            await asyncio.to_thread(state.release)
+
+    def _headers_received(self, headers: Headers, body_length: int, request: Request, spider: Any = None) -> None:
+        """Stop a file download at its headers when its body is larger than that request accepts."""
+        limit = request.meta.get(LIMIT_META)
+        if limit is not None and body_length is not None and body_length > limit:
+            raise StopDownload(fail=False)
+
+    # -- the item -------------------------------------------------------------------------------------------
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, HubEntityItem):
+            return item
+        self.stats.inc_value(f"{STATS}/entities")
+        if item.siblings is None:  # the listing does not say which files the entity has: leave its folder alone
+            self._no_siblings(item)
+            return item
+        paths = select_files(item.siblings, self.patterns.get(item.repo_type, []))
+        if paths:
+            self.stats.inc_value(f"{STATS}/chosen", len(paths))
+        job = self._job(item, paths)
+        if not isinstance(job, _Entity):
+            results = [FileResult(p, SKIPPED, reason=job) for p in paths]
+            for _ in results:
+                self.stats.inc_value(f"{STATS}/skipped/{job}")
+        else:
+            if paths and self.sizes_from == "paths-info":
+                job.known = await self._paths_info(job, [p for p in paths if _is_safe(p)])
+            results = list(await asyncio.gather(*(self._one_file(job, path) for path in paths)))
+            kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
+            await asyncio.to_thread(self._prune, job, kept)
+        item.files = [r.to_dict() for r in results]
+        await self._record(item)
+        failed = [r for r in results if r.status == FAILED]
+        if failed:
+            first = failed[0]
+            message = (
+                f"{len(failed)} of {len(results)} file(s) of {item.repo_type} {item.id} failed (first: {first.path}: "
+                f"{first.reason}); the entity is left for the next run"
+            )
+            stopping = all(r.reason == "shutdown" for r in failed)
+            (logger.info if stopping else logger.error)("%(message)s", {"message": message})
+            raise StageFailed(STAGE, message)
+        return item
+
+    async def _record(self, item: HubEntityItem) -> None:
+        """Keep the entity's file outcomes in the crawl state, for `scrapy status` (failures included)."""
+        if self.state is None:
+            return
+        try:
+            await self.state.call(record_files, item.repo_type, item.id, item.files or [], utc_now())
+        except Exception as exc:  # the files are in place; only the report would miss them
+            self.stats.inc_value(f"{STATS}/state_errors")
+            logger.warning(
+                "Could not record the files of %(type)s %(id)s in the crawl state: %(error)s",
+                {"type": item.repo_type, "id": item.id, "error": exc},
+            )
+
+    def _no_siblings(self, item: HubEntityItem) -> None:
+        self.stats.inc_value(f"{STATS}/no_siblings")
+        if "siblings" not in self._warned:
+            self._warned.add("siblings")
+            logger.warning(
+                "The %(type)s listing gives no `siblings` (not among the expand fields?): no files are downloaded",
+                {"type": item.repo_type},
+            )
+
+    def _job(self, item: HubEntityItem, paths: list[str]) -> _Entity | str:
+        """The entity's job, or the reason none of its files can be fetched."""
+        repo_id = item.id
+        if not is_plain_id(repo_id):
+            return "non_plain_id"
+        sha = item.sha
+        if not is_sha1(sha if isinstance(sha, str) else None):
+            if paths and "sha" not in self._warned:
+                self._warned.add("sha")
+                logger.warning(
+                    "The %(type)s listing gives no commit `sha` (not among the expand fields?): files cannot be pinned "
+                    "to the listed version and are not downloaded",
+                    {"type": item.repo_type},
+                )
+            return "no_sha"
+        root = Path(os.path.realpath(self.output_dir / OUTPUT_FOLDERS[item.repo_type]))
+        name = entity_folder_name(repo_id)
+        folder = root / name
+        resolved = Path(os.path.realpath(folder))
+        if resolved.parent != root or resolved.name != name or not resolved.is_dir():
+            return "no_entity_folder"  # the store refused it or a symlink points elsewhere: nothing is written
+        assert isinstance(sha, str)
+        return _Entity(item, item.repo_type, repo_id, sha, resolved)
+
+    # -- one file -------------------------------------------------------------------------------------------
+
+    async def _one_file(self, job: _Entity, path: str) -> FileResult:
+        result = FileResult(path)
+        try:  # before any await: the first of two paths that differ only in case is the one kept
+            segments = check_repo_path(path)
+            other = job.lower_paths.setdefault(path.casefold(), path)
+            if other != path:
+                raise UnsafePathError("case_collision", path, f"{path!r} and {other!r} differ only in letter case")
+        except UnsafePathError as exc:
+            return self._skipped(job, result, "unsafe_path", f"{exc} (kept out of {job.folder})", warn=True)
+        async with self._in_flight:
+            return await self._fetch_file(job, path, segments, result)
+
+    async def _fetch_file(self, job: _Entity, path: str, segments: tuple[str, ...], result: FileResult) -> FileResult:
+        attempts = self.retries + 1
+        last: _Retry | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._attempt(job, path, segments, result)
+                return result
+            except _Skip as exc:
+                return self._skipped(job, result, exc.reason, str(exc), warn=exc.reason == "unsafe_path")
+            except _Fail as exc:
+                return self._failed(job, result, exc.reason, str(exc))
+            except OSError as exc:  # the temporary folder (a full disk, permissions)
+                return self._failed(job, result, "disk", f"{type(exc).__name__}: {exc}")
+            except _Retry as exc:
+                last = exc
+                if exc.reason == "mismatch":
+                    self.stats.inc_value(f"{STATS}/mismatch")
+                if attempt < attempts:
+                    self.stats.inc_value(f"{STATS}/retries")
+                    logger.warning(
+                        "File %(path)s of %(type)s %(id)s: %(error)s; fetching it again (attempt %(n)d of %(max)d)",
+                        {"path": path, "type": job.repo_type, "id": job.repo_id, "error": exc, "n": attempt + 1,
+                         "max": attempts},
+                    )  # fmt: skip
+        assert last is not None
+        return self._failed(job, result, last.reason, f"{last} (after {attempts} attempt(s))")
+
+    def _skipped(self, job: _Entity, result: FileResult, reason: str, detail: str, *, warn: bool = False) -> FileResult:
+        result.status, result.reason = SKIPPED, reason
+        self.stats.inc_value(f"{STATS}/skipped/{reason}")
+        (logger.warning if warn else logger.debug)(
+            "Skipped file %(path)r of %(type)s %(id)s (%(reason)s): %(detail)s",
+            {"path": result.path, "type": job.repo_type, "id": job.repo_id, "reason": reason, "detail": detail},
+        )
+        return result
+
+    def _failed(self, job: _Entity, result: FileResult, reason: str, detail: str) -> FileResult:
+        result.status, result.reason = FAILED, reason
+        self.stats.inc_value(f"{STATS}/failed")
+        self.stats.inc_value(f"{STATS}/failed/{reason}")
+        (logger.info if reason == "shutdown" else logger.error)(
+            "File %(path)s of %(type)s %(id)s not downloaded (%(reason)s): %(detail)s",
+            {"path": result.path, "type": job.repo_type, "id": job.repo_id, "reason": reason, "detail": detail},
+        )
+        return result
+
+    async def _attempt(self, job: _Entity, path: str, segments: tuple[str, ...], result: FileResult) -> None:
+        """One try at one file: fills *result* and returns, or raises _Skip, _Fail or _Retry."""
+        known = job.known.get(path) if job.known is not None else None
+        if job.known is not None and known is None:
+            raise _Skip("not_found", "paths-info does not list it at this commit")
+        if known is not None:
+            result.size, result.lfs = known.size, known.lfs
+            result.blob_sha1, result.sha256 = known.blob_sha1, known.sha256
+            if known.size > self.max_size:
+                raise _Skip("too_large", f"{known.size} bytes (HFSCRAPER_FILES_MAX_SIZE {self.max_size})")
+            if await self._on_disk(job, segments, known.size, sha256=known.sha256, blob_sha1=known.blob_sha1):
+                self._unchanged(result)
+                return
+        url = resolve_url(self.endpoint, job.repo_type, job.repo_id, job.sha, path)
+        response = await self._fetch(url, limit=self.max_size)
+        for _ in range(MAX_HOPS):
+            if response.status in _REDIRECTS and response.headers.get(b"Location"):
+                location = urljoin(response.url, response.headers[b"Location"].decode("latin-1"))
+                if response.headers.get(b"X-Linked-Etag") is not None or response.headers.get(b"X-Linked-Size"):
+                    await self._lfs_redirect(job, segments, response, location, result)
+                    return
+                blob = etag_from_location(location)
+                if blob is not None:
+                    result.lfs, result.blob_sha1 = False, blob
+                    if await self._on_disk(job, segments, None, blob_sha1=blob):
+                        self._unchanged(result)
+                        return
+                response = await self._fetch(location, limit=self.max_size)
+                continue
+            await self._final_response(job, segments, response, result)
+            return
+        raise _Fail("redirect_loop", f"more than {MAX_HOPS} redirects from {url}")
+
+    async def _lfs_redirect(
+        self, job: _Entity, segments: tuple[str, ...], response: Response, location: str, result: FileResult
+    ) -> None:
+        sha256 = strip_etag(response.headers.get(b"X-Linked-Etag"))
+        size_text = (response.headers.get(b"X-Linked-Size") or b"").decode("latin-1").strip()
+        size = int(size_text) if size_text.isdigit() else None
+        result.lfs = True
+        if not is_sha256(sha256):
+            sha256 = result.sha256 if is_sha256(result.sha256) else None
+        if sha256 is None or size is None:
+            raise _Fail("no_checksum", "the Hub's redirect names no SHA-256 or size (X-Linked-Etag, X-Linked-Size)")
+        result.sha256, result.size = sha256, size
+        if size > self.max_size:
+            raise _Skip("too_large", f"{size} bytes (HFSCRAPER_FILES_MAX_SIZE {self.max_size})")
+        if await self._on_disk(job, segments, size, sha256=sha256):
+            self._unchanged(result)
+            return
+        tmp = self._tmp_path()
+        try:
+            # A body on the Hub's own origin (a mirror without a CDN) goes through Scrapy: it may need the token.
+            if size > self.threshold and origin_of(location) != self.hub_origin:
+                try:
+                    hasher = await self.streamer.download(location, tmp, expected_size=size)
+                except StreamError as exc:
+                    if exc.retry:
+                        raise _Retry(exc.reason, str(exc)) from None
+                    raise _Fail(exc.reason, str(exc)) from None
+                self.stats.inc_value(f"{STATS}/streamed")
+            else:
+                body_response = await self._fetch(location, limit=size, follow=True)
+                if body_response.status != 200:
+                    self._bad_status(body_response, "the CDN")
+                body = body_response.body
+                if len(body) != size or "download_stopped" in body_response.flags:
+                    raise _Retry("size_mismatch", f"{len(body)} bytes from {location[:80]}, expected {size}")
+                hasher = await asyncio.to_thread(_hash_and_write, body, size, tmp)
+            if hasher.sha256 != sha256:
+                raise _Retry("mismatch", f"SHA-256 {hasher.sha256} of the bytes, expected {sha256} (X-Linked-Etag)")
+            await self._place(job, segments, tmp)
+        finally:
+            remove_quietly(tmp)
+        self._downloaded(result, hasher, blob=False)
+
+    async def _final_response(
+        self, job: _Entity, segments: tuple[str, ...], response: Response, result: FileResult
+    ) -> None:
+        """The body of a file (a git file from resolve-cache, or any file a Hub answers 200 to at once)."""
+        if response.status != 200:
+            self._bad_status(response, "the Hub")
+        declared = _content_length(response)
+        if "download_stopped" in response.flags:
+            raise _Skip("too_large", f"Content-Length {declared} (HFSCRAPER_FILES_MAX_SIZE {self.max_size})")
+        body = response.body
+        if declared is not None and declared != len(body):
+            raise _Retry("size_mismatch", f"{len(body)} bytes, Content-Length {declared}")
+        linked = strip_etag(response.headers.get(b"X-Linked-Etag"))
+        etag = strip_etag(response.headers.get(b"ETag"))
+        expected_sha256 = linked if is_sha256(linked) else etag if is_sha256(etag) else None
+        expected_sha1 = etag if is_sha1(etag) else result.blob_sha1 if is_sha1(result.blob_sha1) else None
+        if expected_sha256 is None and expected_sha1 is None:
+            expected_sha256 = result.sha256 if is_sha256(result.sha256) else None
+        if expected_sha256 is None and expected_sha1 is None:
+            raise _Fail("no_checksum", f"no ETag to check the {len(body)} bytes against")
+        tmp = self._tmp_path()
+        try:
+            hasher = await asyncio.to_thread(_hash_and_write, body, len(body), tmp)
+            if expected_sha256 is not None and hasher.sha256 != expected_sha256:
+                raise _Retry("mismatch", f"SHA-256 {hasher.sha256} of the bytes, expected {expected_sha256}")
+            if expected_sha256 is None and hasher.git_sha1 != expected_sha1:
+                raise _Retry("mismatch", f"git blob SHA-1 {hasher.git_sha1} of the bytes, expected {expected_sha1}")
+            await self._place(job, segments, tmp)
+        finally:
+            remove_quietly(tmp)
+        result.lfs = expected_sha256 is not None and result.lfs is not False
+        self._downloaded(result, hasher, blob=True)
+
+    def _bad_status(self, response: Response, where: str) -> None:
+        status = response.status
+        refusal = hub_refusal(status, response.headers)
+        if refusal is not None:
+            raise _Skip(refusal, f"HTTP {status} from {where}")
+        code = (response.headers.get(b"X-Error-Code") or b"").decode("latin-1")
+        if status == 404 and code == "EntryNotFound":
+            raise _Skip("not_found", f"HTTP 404 EntryNotFound from {where}")
+        if status == 404 and code == "RevisionNotFound":
+            raise _Fail("revision_not_found", "the repository has a new commit since it was listed")
+        if status >= 500 or status == 408:
+            raise _Retry(f"http_{status}", f"HTTP {status} from {where}")
+        if status == 403 and where == "the CDN":
+            raise _Retry("http_403", "HTTP 403 from the CDN (an expired signed URL?)")
+        raise _Fail(f"http_{status}", f"HTTP {status} from {where} ({code or 'no error code'})")
+
+    def _unchanged(self, result: FileResult) -> None:
+        result.status = UNCHANGED
+        self.stats.inc_value(f"{STATS}/unchanged")
+
+    def _downloaded(self, result: FileResult, hasher: FileHasher, *, blob: bool) -> None:
+        result.status = DOWNLOADED
+        result.size, result.sha256 = hasher.size, hasher.sha256
+        if blob and hasher.git_sha1 is not None and not result.lfs:
+            result.blob_sha1 = hasher.git_sha1
+        self.stats.inc_value(f"{STATS}/downloaded")
+        self.stats.inc_value(f"{STATS}/downloaded_bytes", hasher.size)
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    async def _fetch(self, url: str, *, limit: int | None, follow: bool = False, **kwargs: Any) -> Response:
+        """One request through Scrapy's downloader (middlewares included); redirects are ours unless *follow*.
+
+        A body above *limit* bytes is not downloaded: its headers stop it (`download_stopped` in the response's
+        flags) when they declare the size, Scrapy's `download_maxsize` cancels it otherwise.
+        """
+        meta: dict[str, Any] = {"dont_redirect": not follow, "download_warnsize": 0, UNSCHEDULED_META: True}
+        if limit is not None:
+            meta["download_maxsize"] = max(limit, 1)  # 0 would mean "no limit" to Scrapy
+            meta[LIMIT_META] = limit
+        request = Request(url, meta=meta, dont_filter=True, **kwargs)
+        engine = self.crawler.engine
+        assert engine is not None
+        if not engine.running:
+            raise _Fail("shutdown", "the crawl is stopping")
+        try:
+            return await engine.download_async(request)
+        except IgnoreRequest as exc:  # the crawl is stopping, the auth middleware refused the token, ...
+            if not engine.running:
+                raise _Fail("shutdown", "the crawl is stopping") from None
+            raise _Fail(type(exc).__name__, str(exc) or type(exc).__name__) from None
+        except Exception as exc:  # lost connections, timeouts, data loss: after Scrapy's own retries
+            raise _Retry("network", f"{type(exc).__name__}: {exc}") from None
+
+    async def _paths_info(self, job: _Entity, paths: list[str]) -> dict[str, KnownFile] | None:
+        """Sizes and hashes of *paths* from `POST .../paths-info/<sha>`; None when the Hub did not answer."""
+        known: dict[str, KnownFile] = {}
+        plural = OUTPUT_FOLDERS[job.repo_type]
+        url = f"{self.endpoint}/api/{plural}/{job.repo_id}/paths-info/{job.sha}"
+        for start in range(0, len(paths), PATHS_INFO_BATCH):
+            body = json.dumps({"paths": paths[start : start + PATHS_INFO_BATCH], "expand": False})
+            self.stats.inc_value(f"{STATS}/paths_info/requests")
+            try:
+                response = await self._fetch(
+                    url, limit=None, method="POST", body=body, headers={"Content-Type": "application/json"}
+                )
+                data = json.loads(response.body) if response.status == 200 else None
+            except (_Fail, _Retry, ValueError):
+                data = None
+            if not isinstance(data, list):
+                # Refusals (gated, ...) and failures: the resolve requests say what they are, file by file.
+                self.stats.inc_value(f"{STATS}/paths_info/failed")
+                return None
+            for entry in data:
+                parsed = _known_file(entry)
+                if parsed is not None:
+                    known[entry["path"]] = parsed
+        return known
+
+    # -- disk -----------------------------------------------------------------------------------------------
+
+    def _tmp_path(self) -> Path:
+        # One counter per process: `scrapy crawlall` runs three of these pipelines, writing into the same .tmp.
+        return self.tmp_dir / f"{os.getpid()}-{next(_TMP_NAMES)}.part"
+
+    async def _on_disk(
+        self,
+        job: _Entity,
+        segments: tuple[str, ...],
+        size: int | None,
+        *,
+        sha256: str | None = None,
+        blob_sha1: str | None = None,
+    ) -> bool:
+        """True when the file is already in place with this content (a regular file, not a symlink)."""
+        target = job.folder.joinpath(*segments)
+        try:
+            info = os.lstat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISREG(info.st_mode) or (size is not None and info.st_size != size):
+            return False
+        if sha256 is None and blob_sha1 is None:
+            return False
+        hasher = await asyncio.to_thread(_hash_file, target, info.st_size, sha256 is None)
+        if sha256 is not None:
+            return hasher.sha256 == sha256
+        return hasher.git_sha1 == blob_sha1
+
+    async def _place(self, job: _Entity, segments: tuple[str, ...], tmp: Path) -> None:
+        try:
+            await asyncio.to_thread(place_file, job.folder, segments, tmp, fsync=self.fsync)
+        except UnsafePathError as exc:
+            raise _Skip("unsafe_path", str(exc)) from None
+        except OSError as exc:
+            raise _Fail("disk", f"cannot write {'/'.join(segments)}: {exc}") from None
+
+    def _prune(self, job: _Entity, kept: set[str]) -> None:
+        removed = prune_entity_folder(job.folder, kept)
+        if removed:
+            self.stats.inc_value(f"{STATS}/pruned", removed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Blocking helpers (worker threads)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_safe(path: str) -> bool:
+    try:
+        check_repo_path(path)
+    except UnsafePathError:
+        return False
+    return True
+
+
+def _content_length(response: Response) -> int | None:
+    value = response.headers.get(b"Content-Length")
+    text = value.decode("latin-1").strip() if value else ""
+    return int(text) if text.isdigit() else None
+
+
+def _known_file(entry: object) -> KnownFile | None:
+    if not isinstance(entry, dict) or entry.get("type") != "file" or not isinstance(entry.get("path"), str):
+        return None
+    size = entry.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return None
+    lfs = entry.get("lfs")
+    oid = strip_etag(entry.get("oid")) if isinstance(entry.get("oid"), str) else None
+    if isinstance(lfs, dict):
+        sha256 = strip_etag(lfs.get("oid")) if isinstance(lfs.get("oid"), str) else None
+        return KnownFile(size, None, sha256 if is_sha256(sha256) else None, True)
+    return KnownFile(size, oid if is_sha1(oid) else None, None, False)
+
+
+def _hash_and_write(body: bytes, size: int, tmp: Path) -> FileHasher:
+    hasher = FileHasher(size)
+    hasher.update(body)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(body)
+    return hasher
+
+
+def _hash_file(path: Path, size: int, git: bool) -> FileHasher:
+    hasher = FileHasher(size, git=git)
+    with open(path, "rb") as handle:
+        while piece := handle.read(1 << 20):
+            hasher.update(piece)
+    return hasher
+
+
+def place_file(folder: Path, segments: tuple[str, ...], tmp: Path, *, fsync: bool = False) -> Path:
+    """Move the verified *tmp* to `folder/<segments>`, creating sub-folders; refuse to pass a symlink.
+
+    *folder* is the resolved entity folder. Each sub-folder is created if missing and must be a real folder
+    (not a symlink, not a file); the resolved parent must be the expected path inside *folder*. Raises
+    UnsafePathError otherwise, OSError on disk errors (a directory where the file goes, a full disk).
+    """
+    parent = folder
+    for segment in segments[:-1]:
+        parent = parent / segment
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parent)
+        info = os.lstat(parent)
+        if not stat.S_ISDIR(info.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a folder"
+            raise UnsafePathError("symlink" if stat.S_ISLNK(info.st_mode) else "not_a_folder", "/".join(segments),
+                                  f"{parent} is {kind}")  # fmt: skip
+    if Path(os.path.realpath(parent)) != parent:
+        raise UnsafePathError("outside_folder", "/".join(segments), f"{parent} resolves elsewhere")
+    target = parent / segments[-1]
+    if fsync:
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    os.replace(tmp, target)  # replaces a file or a symlink itself, never what a symlink points to
+    if fsync:
+        fsync_directory(parent)
+    return target
+
+
+def prune_entity_folder(folder: Path, kept: Iterable[str]) -> int:
+    """Remove every file under *folder* that is neither a kept path nor the crawl's own; returns how many.
+
+    Top-level `RESERVED_NAMES` and leftovers of atomic writes (`TEMP_PREFIX...`, swept elsewhere) stay; so do
+    the kept relative paths. Folders left empty are removed. Nothing is followed through a symlink.
+    """
+    keep = set(kept)
+    removed = 0
+    for current, dirnames, filenames in os.walk(folder, topdown=False, followlinks=False):
+        relative = Path(current).relative_to(folder)
+        top = relative == Path(".")
+        for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(current, d)))]:
+            rel = name if top else f"{relative.as_posix()}/{name}"
+            if top and (name in RESERVED_NAMES or name.startswith(TEMP_PREFIX)):
+                continue
+            if rel in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(current, name))
+                removed += 1
+        if not top:
+            with contextlib.suppress(OSError):
+                os.rmdir(current)  # only succeeds when empty
+    return removed
+
+
+def sweep_temp_dir(tmp_dir: Path) -> int:
+    """Remove the partial downloads (`<pid>-<n>.part`) of processes that are no longer running."""
+    removed = 0
+    try:
+        names = os.listdir(tmp_dir)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        pid_text = name.split("-", 1)[0]
+        if not (name.endswith(".part") and pid_text.isdigit()):
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_dir / name)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = [
+    "FileResult",
+    "RepoFilesPipeline",
+    "place_file",
+    "prune_entity_folder",
+    "quote_repo_path",
+    "sweep_temp_dir",
+]

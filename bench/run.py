@@ -29,6 +29,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, str] = {
     "quota": "bench.quota",
     "cid": "bench.cid",
+    "graph": "bench.graph",
 }
 
 

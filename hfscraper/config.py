@@ -52,6 +52,9 @@ ipfs.unpin_deleted          HFSCRAPER_IPFS_UNPIN_DELETED - unpin entities a full
 ipfs.verify_add             HFSCRAPER_IPFS_VERIFY_ADD - also ``add`` each file on the node and compare CIDs
 ipfs.timeout                HFSCRAPER_IPFS_TIMEOUT - the longest one call to the node may take, in seconds
 ipfs.connect_timeout        HFSCRAPER_IPFS_CONNECT_TIMEOUT - the longest a connection to the node may take
+provenance.enabled          HFSCRAPER_PROVENANCE_ENABLED - record each entity's relations; the graph files at the end
+provenance.resolve_renames  HFSCRAPER_PROVENANCE_RESOLVE_RENAMES - look up ids only a card names, once (307 = renamed)
+provenance.rebuild          HFSCRAPER_PROVENANCE_REBUILD - rebuild ``output_dir/provenance/`` when a crawl ends
 deltafetch.enabled          DELTAFETCH_ENABLED - skip entities stored before at the same sha and lastModified
 deltafetch.reset            DELTAFETCH_RESET - forget which entities are complete, so every one is stored again
 
@@ -552,6 +555,25 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "ipfs.connect_timeout", "HFSCRAPER_IPFS_CONNECT_TIMEOUT", FLOAT, 10.0,
         "The longest a connection to the IPFS node may take to open, in seconds.",
         minimum=0.1,
+    ),
+    Setting(
+        "provenance.enabled", "HFSCRAPER_PROVENANCE_ENABLED", BOOL, True,
+        "Record the relations each entity declares (`ProvenancePipeline`: base models with their relation, "
+        "model -> dataset, space -> model and dataset) in the crawl state, and build the provenance graph "
+        "(`output_dir/provenance/`, docs/PROVENANCE.md). Costs no request.",
+    ),
+    Setting(
+        "provenance.resolve_renames", "HFSCRAPER_PROVENANCE_RESOLVE_RENAMES", BOOL, True,
+        "Look up, once per id and ever, an id that only a model card names (no `base_model:` or `dataset:` tag) "
+        "and that is not a crawled entity: one API request, `GET /api/<type>s/<id>` without following "
+        "redirects; a 307 names the current id of a renamed repo, a 404 makes it a stub. Such ids are rare "
+        "(the Hub tags every base it can resolve).",
+    ),
+    Setting(
+        "provenance.rebuild", "HFSCRAPER_PROVENANCE_REBUILD", BOOL, True,
+        "Rebuild the files under `output_dir/provenance/` from the crawl state when the crawl ends (the last "
+        "crawler of a `crawlall`). Off: only the state is kept; `python -m hfscraper.provenance rebuild` "
+        "writes them later.",
     ),
     Setting(
         "deltafetch.enabled", "DELTAFETCH_ENABLED", BOOL, True,

@@ -47,6 +47,9 @@ ITEM_PIPELINES = {
     "hfscraper.pipelines.previews.PreviewsPipeline": 250,
     # After every pipeline that writes into the entity folder: file and folder CIDs, ipfs_cid.txt, the CAR, the pin.
     "hfscraper.pipelines.ipfs.IpfsPipeline": 300,
+    # The relations each entity declares (base models, datasets, a space's models and datasets), replaced per
+    # entity in the crawl state; the graph files under output_dir/provenance/ are rebuilt when the crawl ends.
+    "hfscraper.pipelines.provenance.ProvenancePipeline": 350,
     # Last: records each entity that went through every stage in the crash-safe state, before any feed
     # sees it (so a crawl killed and resumed never writes a feed row twice).
     "hfscraper.pipelines.state.CrawlStatePipeline": 1000,

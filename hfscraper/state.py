@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 3, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 4, in the `meta` table; an older file gets the new tables when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -18,6 +18,9 @@ What it holds (schema version 3, in the `meta` table; an older file gets the new
   the folder's root (see `hfscraper.ipfs.pins`).
 - `files` (since version 3): the files stage's outcome for every chosen file of an entity (status, reason, size,
   checksums; see `hfscraper.file_records`).
+- `provenance_nodes`, `provenance_edges`, `provenance_aliases` (since version 4): per entity, the node attributes
+  and the edges its metadata declares (replaced as a whole each time the provenance stage processes it), and the
+  renamed ids the crawl resolved (see `hfscraper.provenance.store`).
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -57,7 +60,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -73,6 +76,7 @@ STAGE_PIPELINES: Final[dict[str, str]] = {
     "files": "hfscraper.pipelines.files.RepoFilesPipeline",
     "previews": "hfscraper.pipelines.previews.PreviewsPipeline",
     "ipfs": "hfscraper.pipelines.ipfs.IpfsPipeline",
+    "provenance": "hfscraper.pipelines.provenance.ProvenancePipeline",
 }
 
 
@@ -179,6 +183,39 @@ CREATE TABLE IF NOT EXISTS files (
     blob_sha1 TEXT,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS provenance_nodes (
+    repo_type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT,
+    pipeline_tag TEXT,
+    library_name TEXT,
+    downloads INTEGER,
+    likes INTEGER,
+    created_at TEXT,
+    last_modified TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (repo_type, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS provenance_edges (
+    origin_type TEXT NOT NULL,
+    origin_id TEXT NOT NULL,
+    src_type TEXT NOT NULL,
+    src_id TEXT NOT NULL,
+    dst_type TEXT NOT NULL,
+    dst_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    relation TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (origin_type, origin_id, src_type, src_id, dst_type, dst_id, kind, source)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_edges_by_src ON provenance_edges (src_type, src_id);
+CREATE TABLE IF NOT EXISTS provenance_aliases (
+    repo_type TEXT NOT NULL,
+    old_id TEXT NOT NULL,
+    current_id TEXT,
+    checked_at TEXT NOT NULL,
+    PRIMARY KEY (repo_type, old_id)
 ) WITHOUT ROWID;
 """
 

@@ -100,8 +100,11 @@ def test_crawl_mirrors_every_public_entity(replica: ReplicaHandle, tmp_path: Pat
     assert result.stat("hfscraper/spider/incomplete") is None
     assert not [k for k in result.stats if "/bad_page/" in k or "/bad_item/" in k or "/refused/" in k]
     # only the other folders of the tree stay empty: besides the type's folder there are only its CARs (car/) and
-    # the downloads' scratch folder (.tmp/); every entity folder has its metadata.json and ipfs_cid.txt
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([OUTPUT_FOLDERS[repo_type], "car", ".tmp"])
+    # the downloads' scratch folder (.tmp/), and the provenance graph (provenance/); every entity folder has its
+    # metadata.json and ipfs_cid.txt
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [OUTPUT_FOLDERS[repo_type], "car", ".tmp", "provenance"]
+    )
     assert {p.name for p in (tmp_path / "out" / "car").iterdir()} == {OUTPUT_FOLDERS[repo_type], ".tmp"}
     assert not os.listdir(tmp_path / "out" / "car" / ".tmp")
     for folder in (tmp_path / "out" / OUTPUT_FOLDERS[repo_type]).iterdir():
@@ -271,7 +274,12 @@ def test_fetch_base_models(replica: ReplicaHandle, tmp_path: Path) -> None:
         for r in replica.requests(since=mark, origin="hub")
         if split_path(r)[0].startswith("/api/models/")
     }
-    assert detail_paths == {f"/api/models/{e['id']}" for e in with_base}
+    # plus the provenance stage's one look-up per id only a card names (docs/PROVENANCE.md, "Renamed ids")
+    card_only = {
+        f"/api/models/{r['target']}" for e in entities for r in e["relations"] if r["source"] == "card"
+    }  # fmt: skip
+    assert detail_paths == {f"/api/models/{e['id']}" for e in with_base} | card_only
+    assert result.stat("hfscraper/provenance/renames/unknown", 0) == len(card_only)
 
     written = result.metadata("model")
     merged = 0

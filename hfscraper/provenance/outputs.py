@@ -1,0 +1,480 @@
+"""The provenance files under `output_dir/provenance/`, rebuilt from the crawl state (streamed, bounded memory).
+
+`rebuild(state_file, output_dir)` writes, each atomically (a temporary file in the same folder, then a rename) and
+only when its content changed (an unchanged file keeps its bytes and mtime; the files hold no timestamp):
+
+- `provenance_graph.json`: the graph as networkx node-link data (`networkx.node_link_data(G, edges="edges")`);
+  `hfscraper.provenance.graph.read_graph` loads it.
+- `provenance_graph.graphml`: the same graph for Gephi and Cytoscape (`sources` as a comma-separated string).
+- `provenance_edges.parquet`: one row per edge, schema `EDGE_SCHEMA` (declared, never inferred).
+- `entity_relationships.json`: every node (crawled or stub) with its attributes, what it depends on and what
+  depends on it.
+- `model_relationships/`, `dataset_relationships/`, `space_relationships/`: the same document for each crawled
+  entity, one file per entity named `hub.entity_folder_name(id) + ".json"` (unchanged files are not rewritten;
+  files of entities no longer in the state are removed).
+
+Nothing is held in memory beyond one batch: the state's rows are resolved into temporary SQLite tables, and every
+file is written from ordered queries over them. Layout and rules: docs/PROVENANCE.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+from xml.sax.saxutils import escape, quoteattr
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, write_if_changed
+from hfscraper.hub import HostileIdError, entity_folder_name
+from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
+from hfscraper.provenance.store import crawled_nodes, resolved_edges
+from hfscraper.state import StateError, StateStore
+
+logger = logging.getLogger(__name__)
+
+#: The folder under the output folder.
+PROVENANCE_FOLDER: Final = "provenance"
+GRAPH_JSON: Final = "provenance_graph.json"
+GRAPH_GRAPHML: Final = "provenance_graph.graphml"
+EDGES_PARQUET: Final = "provenance_edges.parquet"
+ENTITY_RELATIONSHIPS: Final = "entity_relationships.json"
+#: Per-entity folders, by type.
+ENTITY_FOLDERS: Final = {t: f"{t}_relationships" for t in TYPES}
+#: Format tag of the JSON documents.
+FORMAT: Final = "hfscraper-provenance/1"
+#: Rows per insert batch and per Parquet row group (memory per batch stays a few MB whatever the graph's size).
+BATCH: Final = 5_000
+PARQUET_ROW_GROUP: Final = 8_192
+
+#: The Parquet edge list (declared; `sources` is sorted).
+EDGE_SCHEMA: Final = pa.schema(
+    [
+        pa.field("src", pa.string(), nullable=False),
+        pa.field("src_type", pa.string(), nullable=False),
+        pa.field("src_id", pa.string(), nullable=False),
+        pa.field("dst", pa.string(), nullable=False),
+        pa.field("dst_type", pa.string(), nullable=False),
+        pa.field("dst_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("relation", pa.string(), nullable=False),
+        pa.field("sources", pa.list_(pa.string()), nullable=False),
+        pa.field("src_scraped", pa.bool_(), nullable=False),
+        pa.field("dst_scraped", pa.bool_(), nullable=False),
+    ],
+    metadata={"format": FORMAT},
+)
+
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NODE_KEYS: Final = (
+    ("type", "string"), ("id", "string"), ("scraped", "boolean"), ("deleted", "boolean"), ("author", "string"),
+    ("pipeline_tag", "string"), ("library_name", "string"), ("downloads", "long"), ("likes", "long"),
+    ("created_at", "string"), ("last_modified", "string"),
+)  # fmt: skip
+_EDGE_KEYS: Final = (("kind", "string"), ("relation", "string"), ("sources", "string"))
+
+
+@dataclass
+class Summary:
+    """What `rebuild` wrote."""
+
+    nodes: int = 0
+    stubs: int = 0
+    edges: int = 0
+    entity_files_written: int = 0
+    entity_files_removed: int = 0
+    seconds: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def provenance_dir(output_dir: Path) -> Path:
+    return Path(output_dir) / PROVENANCE_FOLDER
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Resolving the state into temporary tables
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("DROP TABLE IF EXISTS temp.g_edges")
+    db.execute("DROP TABLE IF EXISTS temp.g_nodes")
+    db.execute("DROP TABLE IF EXISTS temp.g_files")
+    db.execute(
+        "CREATE TEMP TABLE g_edges (src TEXT NOT NULL, src_type TEXT NOT NULL, src_id TEXT NOT NULL, "
+        "dst TEXT NOT NULL, dst_type TEXT NOT NULL, dst_id TEXT NOT NULL, kind TEXT NOT NULL, "
+        "relation TEXT NOT NULL, sources TEXT NOT NULL)"
+    )
+    batch: list[tuple[Any, ...]] = []
+    insert = "INSERT INTO g_edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    for e in resolved_edges(db):
+        batch.append(
+            (f"{e.src_type}:{e.src_id}", e.src_type, e.src_id, f"{e.dst_type}:{e.dst_id}", e.dst_type, e.dst_id,
+             e.kind, e.relation, ",".join(e.sources))
+        )  # fmt: skip
+        if len(batch) >= BATCH:
+            db.executemany(insert, batch)
+            batch.clear()
+    db.executemany(insert, batch)
+    db.execute("CREATE INDEX temp.g_edges_src ON g_edges (src, dst, kind)")
+    db.execute("CREATE INDEX temp.g_edges_dst ON g_edges (dst, src, kind)")
+    cols = ", ".join(NODE_ATTRIBUTES)
+    db.execute(
+        f"CREATE TEMP TABLE g_nodes (key TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, "
+        f"scraped INTEGER NOT NULL, deleted INTEGER NOT NULL, {cols}) WITHOUT ROWID"
+    )
+    db.executemany(
+        f"INSERT INTO g_nodes VALUES (?, ?, ?, 1, ?, {', '.join('?' * len(NODE_ATTRIBUTES))})",
+        (
+            (f"{n.type}:{n.id}", n.type, n.id, int(n.deleted), *(n.attributes[c] for c in NODE_ATTRIBUTES))
+            for n in crawled_nodes(db)
+        ),
+    )
+    for end in ("src", "dst"):
+        db.execute(
+            f"INSERT OR IGNORE INTO g_nodes (key, type, id, scraped, deleted) "
+            f"SELECT DISTINCT {end}, {end}_type, {end}_id, 0, 0 FROM g_edges"
+        )
+
+
+def _node_rows(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    cols = ", ".join(NODE_ATTRIBUTES)
+    for row in db.execute(f"SELECT key, type, id, scraped, deleted, {cols} FROM g_nodes ORDER BY key"):
+        node = {"key": row[0], "type": row[1], "id": row[2], "scraped": bool(row[3]), "deleted": bool(row[4])}
+        node.update(zip(NODE_ATTRIBUTES, row[5:], strict=True))
+        yield node
+
+
+def _edge_rows(db: sqlite3.Connection) -> Iterator[tuple[str, str, str, str, list[str]]]:
+    for src, dst, kind, relation, sources in db.execute(
+        "SELECT src, dst, kind, relation, sources FROM g_edges ORDER BY src, dst, kind"
+    ):
+        yield src, dst, kind, relation, sources.split(",")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Atomic streamed writes
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _ReplaceIfChanged:
+    """A write-only binary (or text: str is encoded as UTF-8) file that replaces *path* atomically, and only when
+    its content differs: while the bytes written equal the existing file's, nothing is written at all (no
+    temporary file, the file and its folder keep their mtimes); at the first difference the equal prefix is
+    copied to a temporary file in the same folder, which the rest goes to and which then replaces *path*."""
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        self.path, self.fsync = path, fsync
+        try:
+            self._old: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 - closed in finish()/abort()
+        except FileNotFoundError:
+            self._old = None
+        self._tmp_path = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}.part")
+        self._tmp: IO[bytes] | None = None
+        self._pos = 0
+        self.closed = False
+        self.changed = False
+
+    def _diverge(self) -> IO[bytes]:
+        tmp = self._tmp = open(self._tmp_path, "wb")  # noqa: SIM115
+        if self._old is not None:
+            self._old.seek(0)
+            left = self._pos
+            while left:
+                chunk = self._old.read(min(left, 1 << 20))
+                tmp.write(chunk)
+                left -= len(chunk)
+        return tmp
+
+    def write(self, data: bytes | str) -> int:
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if self._tmp is None and self._old is not None and self._old.read(len(data)) == data:
+            self._pos += len(data)
+            return len(data)
+        tmp = self._tmp or self._diverge()
+        tmp.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        return None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def finish(self) -> bool:
+        """Replace the file if its content changed; True if it did."""
+        self.closed = True
+        if self._tmp is None and (self._old is None or self._old.read(1)):
+            self._diverge()  # a new file, or the old one is longer
+        if self._old is not None:
+            self._old.close()
+        if self._tmp is None:
+            return False
+        if self.fsync:
+            self._tmp.flush()
+            os.fsync(self._tmp.fileno())
+        self._tmp.close()
+        os.replace(self._tmp_path, self.path)
+        if self.fsync:
+            fsync_directory(self.path.parent)
+        self.changed = True
+        return True
+
+    def abort(self) -> None:
+        if self._old is not None:
+            self._old.close()
+        if self._tmp is not None:
+            self._tmp.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp_path)
+
+
+@contextmanager
+def _atomic(path: Path, *, fsync: bool = False) -> Iterator[_ReplaceIfChanged]:
+    f = _ReplaceIfChanged(path, fsync=fsync)
+    try:
+        yield f
+    except BaseException:
+        f.abort()
+        raise
+    f.finish()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove temporary files that killed rebuilds left (their pid is gone)."""
+    for path in folder.glob(f"{TEMP_PREFIX}*"):
+        digits = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if digits.isdigit() and int(digits) != os.getpid() and not _alive(int(digits)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The files
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_node_link(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+    """`provenance_graph.json`: exactly what `networkx.node_link_data(G, edges="edges")` gives for the graph
+    (node-link's `id` is the node key; the node attribute `id` is restored by `read_graph`)."""
+    with _atomic(path, fsync=fsync) as f:
+        f.write('{"directed": true, "multigraph": false, "graph": ')
+        f.write(_dumps({"format": FORMAT}))
+        f.write(', "nodes": [')
+        for n, node in enumerate(_node_rows(db)):
+            key = node.pop("key")
+            node["id"] = key
+            f.write(("," if n else "") + "\n" + _dumps(node))
+        f.write('\n], "edges": [')
+        for n, (src, dst, kind, relation, sources) in enumerate(_edge_rows(db)):
+            edge = {"kind": kind, "relation": relation, "sources": sources, "source": src, "target": dst}
+            f.write(("," if n else "") + "\n" + _dumps(edge))
+        f.write("\n]}\n")
+
+
+def _xml(value: Any) -> str:
+    return escape(_XML_BAD.sub("\ufffd", str(value)))
+
+
+def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+    """`provenance_graph.graphml` (GraphML 1.0, typed keys; `sources` as `api,tag`; None values left out)."""
+    with _atomic(path, fsync=fsync) as f:
+        f.write(
+            "<?xml version='1.0' encoding='utf-8'?>\n"
+            '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
+            'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">\n'
+        )
+        for n, (name, kind) in enumerate(_NODE_KEYS):
+            f.write(f'<key id="n{n}" for="node" attr.name="{name}" attr.type="{kind}"/>\n')
+        for n, (name, kind) in enumerate(_EDGE_KEYS):
+            f.write(f'<key id="e{n}" for="edge" attr.name="{name}" attr.type="{kind}"/>\n')
+        f.write('<graph edgedefault="directed">\n')
+        for node in _node_rows(db):
+            parts = [f"<node id={quoteattr(_XML_BAD.sub('', node['key']))}>"]
+            for n, (name, kind) in enumerate(_NODE_KEYS):
+                value = node.get(name)
+                if value is None:
+                    continue
+                text = ("true" if value else "false") if kind == "boolean" else _xml(value)
+                parts.append(f'<data key="n{n}">{text}</data>')
+            f.write("".join(parts) + "</node>\n")
+        for src, dst, kind, relation, sources in _edge_rows(db):
+            f.write(
+                f"<edge source={quoteattr(src)} target={quoteattr(dst)}>"
+                f'<data key="e0">{_xml(kind)}</data><data key="e1">{_xml(relation)}</data>'
+                f'<data key="e2">{_xml(",".join(sources))}</data></edge>\n'
+            )
+        f.write("</graph>\n</graphml>\n")
+
+
+def write_parquet(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+    """`provenance_edges.parquet`, schema `EDGE_SCHEMA`, one row group per `BATCH` edges."""
+    query = (
+        "SELECT e.src, e.src_type, e.src_id, e.dst, e.dst_type, e.dst_id, e.kind, e.relation, e.sources, "
+        "s.scraped, d.scraped FROM g_edges e JOIN g_nodes s ON s.key = e.src JOIN g_nodes d ON d.key = e.dst "
+        "ORDER BY e.src, e.dst, e.kind"
+    )
+    names = EDGE_SCHEMA.names
+    with _atomic(path, fsync=fsync) as f:
+        writer = pq.ParquetWriter(f, EDGE_SCHEMA, compression="zstd")
+        try:
+            cursor = db.execute(query)
+            while rows := cursor.fetchmany(PARQUET_ROW_GROUP):
+                columns: dict[str, list[Any]] = {name: [] for name in names}
+                for row in rows:
+                    for name, value in zip(names, row, strict=True):
+                        if name == "sources":
+                            value = value.split(",")
+                        elif name.endswith("_scraped"):
+                            value = bool(value)
+                        columns[name].append(value)
+                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=EDGE_SCHEMA))
+        finally:
+            writer.close()
+
+
+def _links(db: sqlite3.Connection, query: str, key: str) -> list[dict[str, Any]]:
+    return [
+        {"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")}
+        for t, i, kind, relation, sources in db.execute(query, (key,))
+    ]
+
+
+_OUT: Final = "SELECT dst_type, dst_id, kind, relation, sources FROM g_edges WHERE src = ? ORDER BY dst, kind"
+_IN: Final = "SELECT src_type, src_id, kind, relation, sources FROM g_edges WHERE dst = ? ORDER BY src, kind"
+
+
+def entity_document(db: sqlite3.Connection, node: dict[str, Any]) -> dict[str, Any]:
+    """One node's document: its attributes, `depends_on` (out-edges) and `dependents` (in-edges)."""
+    key = node["key"]
+    doc = {k: v for k, v in node.items() if k != "key"}
+    doc["depends_on"] = _links(db, _OUT, key)
+    doc["dependents"] = _links(db, _IN, key)
+    return doc
+
+
+def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False) -> tuple[int, int]:
+    """`entity_relationships.json` and the per-entity files; `(entity files written, stale files removed)`."""
+    counts = dict(db.execute("SELECT 'nodes', count(*) FROM g_nodes UNION ALL SELECT 'edges', count(*) FROM g_edges"))
+    counts["stubs"] = db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0]
+    # The names written, kept in SQLite (not in memory) to find the stale files afterwards.
+    db.execute("DROP TABLE IF EXISTS temp.g_files")
+    db.execute(
+        "CREATE TEMP TABLE g_files (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
+    )
+    written = 0
+    for t in TYPES:
+        ensure_directory(folder / ENTITY_FOLDERS[t])
+    with _atomic(folder / ENTITY_RELATIONSHIPS, fsync=fsync) as f:
+        head = {"format": FORMAT, "counts": counts}
+        f.write(_dumps(head)[:-1] + ',"entities":{')
+        for n, node in enumerate(_node_rows(db)):
+            doc = entity_document(db, node)
+            f.write(("," if n else "") + "\n" + _dumps(node["key"]) + ":" + _dumps(doc))
+            if not node["scraped"] or node["type"] not in ENTITY_FOLDERS:
+                continue
+            try:
+                name = entity_folder_name(node["id"]) + ".json"
+            except HostileIdError:
+                continue
+            db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
+            data = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+            if write_if_changed(folder / ENTITY_FOLDERS[node["type"]] / name, data, fsync=fsync):
+                written += 1
+        f.write("\n}}\n")
+    removed = 0
+    for t, sub_name in ENTITY_FOLDERS.items():
+        sub = folder / sub_name
+        for entry in os.scandir(sub):
+            if not entry.name.endswith(".json") or entry.name.startswith(TEMP_PREFIX):
+                continue
+            if db.execute("SELECT 1 FROM g_files WHERE type = ? AND name = ?", (t, entry.name)).fetchone() is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return written, removed
+
+
+def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summary:
+    """Rebuild every provenance file of *output_dir* from its crawl state *state_file* (blocking).
+
+    Raises StateError when there is no state file. Safe to run while nothing else rebuilds the same folder; a
+    crawl may be writing the state meanwhile (SQLite WAL: the rebuild reads one consistent snapshot).
+    """
+    started = time.monotonic()
+    store = StateStore(state_file, create=False)
+    db = store.db
+    try:
+        folder = provenance_dir(output_dir)
+        ensure_directory(folder)
+        _sweep(folder)
+        for sub in ENTITY_FOLDERS.values():
+            if (folder / sub).is_dir():
+                _sweep(folder / sub)
+        # Temporary tables and sorts spill to disk beyond a small cache: memory stays bounded at any size.
+        db.execute("PRAGMA temp_store = FILE")
+        db.execute("PRAGMA cache_size = -8192")
+        db.execute("BEGIN")  # one snapshot for every file
+        try:
+            _prepare(db)
+            write_node_link(db, folder / GRAPH_JSON, fsync=fsync)
+            write_graphml(db, folder / GRAPH_GRAPHML, fsync=fsync)
+            write_parquet(db, folder / EDGES_PARQUET, fsync=fsync)
+            written, removed = write_entities(db, folder, fsync=fsync)
+            summary = Summary(
+                nodes=db.execute("SELECT count(*) FROM g_nodes").fetchone()[0],
+                stubs=db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0],
+                edges=db.execute("SELECT count(*) FROM g_edges").fetchone()[0],
+                entity_files_written=written,
+                entity_files_removed=removed,
+                by_kind=dict(db.execute("SELECT kind, count(*) FROM g_edges GROUP BY kind")),
+            )
+        finally:
+            db.execute("ROLLBACK")  # only temporary tables were written
+    finally:
+        store.close()
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+__all__ = ["EDGE_SCHEMA", "StateError", "Summary", "entity_document", "provenance_dir", "rebuild"]

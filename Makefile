@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo crawl test quality bench
+.PHONY: install demo crawl export test quality bench
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: install
 # Crawl the real Hub (HF_ENDPOINT, HF_TOKEN as huggingface_hub reads them).
 crawl: install
 	$(VENV)/bin/scrapy crawlall -s JOBDIR=state/crawl
+
+# The unified Parquet files and their data card (HFSCRAPER_EXPORT_DIR, default data/huggingface_hub_metadata) from
+# the crawled output folder, merged with the previous export. EXPORT_ARGS: e.g. --drop-deleted, --from DIR.
+export: install
+	$(VENV)/bin/scrapy export $(EXPORT_ARGS)
 
 # Lint (ruff.toml); part of `make test` so a green run means a clean tree.
 quality: install

@@ -18,6 +18,9 @@ hub.token                   HFSCRAPER_HUB_TOKEN - a Secret, never a plain str; u
 crawl.output_dir            HFSCRAPER_OUTPUT_DIR - where the entity tree is written
 state.dir                   HFSCRAPER_STATE_DIR - crash-safe crawl state (one SQLite file per output folder)
 export.dir                  HFSCRAPER_EXPORT_DIR - the Parquet export
+export.batch_size           HFSCRAPER_EXPORT_BATCH_SIZE - rows per Parquet row group (and per batch held in memory)
+export.deleted              HFSCRAPER_EXPORT_DELETED - ``flag`` tombstoned entities (``deleted``) or ``drop`` them
+export.car                  HFSCRAPER_EXPORT_CAR - also write a CAR of each Parquet file (its CID is always given)
 crawl.page_size             HFSCRAPER_CRAWL_PAGE_SIZE - listing page size (``limit``), 1 to 1000
 crawl.sort                  HFSCRAPER_CRAWL_SORT - listing order; ``createdAt`` is the only stable one
 crawl.max_items             HFSCRAPER_CRAWL_MAX_ITEMS - stop each spider after this many entities (0: no limit)
@@ -31,6 +34,7 @@ ratelimit.enabled           HFSCRAPER_RATELIMIT_ENABLED - pace requests by the H
 ratelimit.max_wait          HFSCRAPER_RATELIMIT_MAX_WAIT - the longest pause after a 429, in seconds
 ratelimit.reserve           HFSCRAPER_RATELIMIT_RESERVE - requests of each quota window left unspent
 ratelimit.max_429_retries   HFSCRAPER_RATELIMIT_MAX_429_RETRIES - retries of one request after 429s
+progress.interval           HFSCRAPER_PROGRESS_INTERVAL - seconds between progress lines during a crawl (0: off)
 files.enabled               HFSCRAPER_FILES_ENABLED - download each entity's chosen files into its folder
 files.models                HFSCRAPER_FILES_MODELS - which files of a model (patterns, as allow_patterns)
 files.datasets              HFSCRAPER_FILES_DATASETS - which files of a dataset
@@ -395,6 +399,23 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "Where `scrapy export` writes the unified Parquet files and their data card.",
     ),
     Setting(
+        "export.batch_size", "HFSCRAPER_EXPORT_BATCH_SIZE", INT, 10_000,
+        "Rows per Parquet row group in `scrapy export`: the export holds one batch of rows (plus the key columns "
+        "of every entity) in memory at a time.",
+        minimum=1, maximum=1_000_000,
+    ),
+    Setting(
+        "export.deleted", "HFSCRAPER_EXPORT_DELETED", ENUM, "flag",
+        "What `scrapy export` does with entities a full sweep tombstoned: `flag` keeps their last row with "
+        "`deleted = true`, `drop` leaves them out of the files.",
+        choices=("flag", "drop"),
+    ),
+    Setting(
+        "export.car", "HFSCRAPER_EXPORT_CAR", BOOL, True,
+        "Also write `car/<file>.car` beside each exported Parquet file (a CARv1 whose root is the file's CID, in "
+        "the `ipfs.profile` profile); off, the data card gives only the CIDs.",
+    ),
+    Setting(
         "store.fsync", "HFSCRAPER_STORE_FSYNC", BOOL, False,
         "fsync each metadata.json before it is renamed into place, so a power loss cannot leave an empty or "
         "partial file. Slower; without it the rename is still atomic when the crawler itself crashes.",
@@ -425,6 +446,14 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "How often one request is retried after 429 answers before it fails. Separate from Scrapy's "
         "`RETRY_TIMES`: a 429 means \"not yet\", not that the request failed, and each retry waits for the "
         "pause first. A request's `max_retry_times` meta key overrides it.",
+        minimum=0,
+    ),
+    Setting(
+        "progress.interval", "HFSCRAPER_PROGRESS_INTERVAL", FLOAT, 30.0,
+        "Seconds between the progress lines a crawl logs (INFO, one per spider): entities stored and skipped, "
+        "per second since the start and over the last interval, listing pages, files downloaded and failed, CIDs, "
+        "and the rate-limit budget left per bucket. They replace Scrapy's `LogStats` line; 0 turns them off and "
+        "brings that line back (every `LOGSTATS_INTERVAL`).",
         minimum=0,
     ),
     Setting(

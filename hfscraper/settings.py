@@ -77,12 +77,21 @@ SPIDER_MIDDLEWARES: dict[str, int] = {
 EXTENSIONS: dict[str, int] = {
     # Crash-safe resume: the listing's crawl, cursor checkpoints and completion in HFSCRAPER_STATE_DIR.
     "hfscraper.extensions.checkpoint.CheckpointExtension": 500,
+    # One progress line per spider every HFSCRAPER_PROGRESS_INTERVAL seconds, in place of Scrapy's LogStats line
+    # (which it brings back when the interval is 0).
+    "scrapy.extensions.logstats.LogStats": None,
+    "hfscraper.extensions.progress.ProgressExtension": 510,
+    # The rate-limit budget seen last, per host and bucket, in the crawl state (for `scrapy status`).
+    "hfscraper.extensions.progress.RateLimitStateExtension": 520,
 }
 
 # The Hub answers file downloads with redirects (to resolve-cache and to its CDN); Scrapy's media
 # pipelines ignore redirects unless told otherwise.
 MEDIA_ALLOW_REDIRECTS = True
 FEED_EXPORT_ENCODING = "utf-8"
+# `-O out.parquet` / FEEDS format `parquet`: the declared export schema, streamed in row groups (a local feed is
+# never appended to).
+FEED_EXPORTERS = {"parquet": "hfscraper.exporters.parquet.ParquetItemExporter"}
 LOG_LEVEL = "INFO"
 
 # hfscraper's settings, validated. A bad value must stop every scrapy command with one clear line, not an

@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 4, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 5, in the `meta` table; an older file gets the new tables when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -21,6 +21,9 @@ What it holds (schema version 4, in the `meta` table; an older file gets the new
 - `provenance_nodes`, `provenance_edges`, `provenance_aliases` (since version 4): per entity, the node attributes
   and the edges its metadata declares (replaced as a whole each time the provenance stage processes it), and the
   renamed ids the crawl resolved (see `hfscraper.provenance.store`).
+- `ratelimits` (since version 5): per host and bucket, the last rate-limit budget a crawl saw (the numbers of the
+  `RateLimit` and `RateLimit-Policy` headers: remaining, seconds to the reset, quota, window) and when; written
+  every few seconds during a crawl and when it closes (`hfscraper.extensions.progress`), shown by `scrapy status`.
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -60,7 +63,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -216,6 +219,16 @@ CREATE TABLE IF NOT EXISTS provenance_aliases (
     current_id TEXT,
     checked_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, old_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ratelimits (
+    host TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    remaining INTEGER NOT NULL,
+    reset_seconds REAL NOT NULL,
+    quota INTEGER,
+    window REAL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (host, bucket)
 ) WITHOUT ROWID;
 """
 
@@ -432,6 +445,21 @@ class Checkpoint:
     newest_seen: str | None = None
     seen: tuple[tuple[str, str], ...] = ()
     request_keys: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimitRow:
+    """The last rate-limit budget seen for one bucket of one host: `remaining` requests (`r`) and
+    `reset_seconds` to the window's reset (`t`) as of `seen_at`, and the policy's `quota` and `window` (`q`, `w`;
+    None until a `RateLimit-Policy` header was seen)."""
+
+    host: str
+    bucket: str
+    remaining: int
+    reset_seconds: float
+    quota: int | None
+    window: float | None
+    seen_at: str
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -775,6 +803,36 @@ class StateStore:
             deleted = int(row[2] or 0)
             counts[row[0]] = {"live": int(row[1]) - deleted, "deleted": deleted}
         return counts
+
+    def crawl_entity_counts(self) -> dict[int, dict[str, int]]:
+        """Per crawl id: the entities it last `stored`, and those it last saw without storing them (`skipped`:
+        unchanged, or already complete). An entity counts for the crawl that stored or saw it last, so an older
+        crawl of an overlapping listing loses the entities a newer one saw again."""
+        counts: dict[int, dict[str, int]] = {}
+        for crawl_id, stored, skipped in self.db.execute(
+            "SELECT crawl_id, sum(stored), sum(skipped) FROM ("
+            "SELECT stored_crawl_id AS crawl_id, 1 AS stored, 0 AS skipped FROM entities "
+            "WHERE stored_crawl_id IS NOT NULL AND seen_crawl_id = stored_crawl_id "
+            "UNION ALL SELECT seen_crawl_id, 0, 1 FROM entities "
+            "WHERE seen_crawl_id IS NOT NULL AND (stored_crawl_id IS NULL OR seen_crawl_id != stored_crawl_id)"
+            ") GROUP BY crawl_id"
+        ):
+            counts[int(crawl_id)] = {"stored": int(stored or 0), "skipped": int(skipped or 0)}
+        return counts
+
+    # -- rate-limit budgets ---------------------------------------------------------------------------------
+
+    def record_ratelimits(self, budgets: Iterable[RateLimitRow]) -> None:
+        """Record (or replace) the last budget seen per host and bucket (one transaction)."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO ratelimits (host, bucket, remaining, reset_seconds, quota, window, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(b.host, b.bucket, b.remaining, b.reset_seconds, b.quota, b.window, b.seen_at) for b in budgets],
+            )
+
+    def ratelimits(self) -> list[RateLimitRow]:
+        return [RateLimitRow(**dict(row)) for row in self.db.execute("SELECT * FROM ratelimits ORDER BY host, bucket")]
 
     # -- request keys (deltafetch) --------------------------------------------------------------------------
 

@@ -3,11 +3,16 @@
 For each listing crawled into the output folder (HFSCRAPER_OUTPUT_DIR; the state file under
 HFSCRAPER_STATE_DIR), the newest crawl: when it started and finished, the last run's finish reason,
 `complete: true|false`, whether a process is crawling it right now, and, while it is unfinished, the saved
-cursor the next run continues from. Then the entities per type: live, and deleted (tombstoned by a full
-sweep that no longer found them). Then the chosen files per type: downloaded, unchanged (already on disk),
+cursor the next run continues from (with the time of that last checkpoint), and the entities that crawl listed:
+stored, and skipped (unchanged since an earlier crawl). Then the entities per type: discovered (ever), live,
+and deleted (tombstoned by a full sweep that no longer found them), and what the type's newest crawl listed,
+stored and skipped. An entity counts for the crawl that stored or saw it last (the `entities` table's
+`stored_crawl_id` and `seen_crawl_id`), so an older crawl of an overlapping listing shows fewer.
+Then the chosen files per type: downloaded, unchanged (already on disk),
 skipped and failed, with the reasons (files of deleted entities left out). Then content addressing: the CIDs
 computed (files, and entity folders per profile) and the pins per IPFS backend (with how many belong to
-entities marked deleted).
+entities marked deleted). Last, the rate-limit budget the last crawl saw per host and bucket (remaining of the
+quota, the window, when it resets and when it was seen; the `ratelimits` table).
 
 Exit code: 0 when the newest crawl of every listing is complete, 1 when one is not (or there is no state
 yet), 2 for bad settings.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
@@ -25,7 +31,8 @@ from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, validate_setting
 from hfscraper.extensions.checkpoint import listing_is_locked, state_location
 from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
-from hfscraper.state import CrawlRow, StateError, StateStore
+from hfscraper.items import format_hub_datetime
+from hfscraper.state import CrawlRow, StateError, StateStore, parse_time
 
 if TYPE_CHECKING:
     import argparse
@@ -53,19 +60,43 @@ def _size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _ratelimits(store: StateStore) -> list[dict[str, Any]]:
+    rows = []
+    for row in store.ratelimits():
+        seen = parse_time(row.seen_at)
+        assert seen is not None
+        resets = format_hub_datetime(datetime.fromtimestamp(seen.timestamp() + row.reset_seconds, UTC))
+        rows.append(
+            {
+                "host": row.host, "bucket": row.bucket, "remaining": row.remaining, "quota": row.quota,
+                "window": row.window, "resets_in": row.reset_seconds, "resets_at": resets, "seen": row.seen_at,
+            }
+        )  # fmt: skip
+    return rows
+
+
 def collect(store: StateStore) -> dict[str, Any]:
     """The report as a JSON-ready dict (see the module docstring)."""
     newest: dict[str, CrawlRow] = {}
     last_complete: dict[str, CrawlRow] = {}
+    newest_of_type: dict[str, CrawlRow] = {}
     for crawl in store.crawls():
         newest[crawl.listing_key] = crawl
+        newest_of_type[crawl.repo_type] = crawl
         if crawl.complete:
             last_complete[crawl.listing_key] = crawl
+    by_crawl = store.crawl_entity_counts()
+
+    def crawl_counts(crawl: CrawlRow) -> dict[str, int]:
+        counts = by_crawl.get(crawl.crawl_id, {"stored": 0, "skipped": 0})
+        return {"listed": counts["stored"] + counts["skipped"], **counts}
+
     listings = []
     for key, crawl in sorted(newest.items(), key=lambda kv: (kv[1].spider, kv[1].crawl_id)):
         cursor = store.cursor(key) if not crawl.complete else None
         running = not crawl.complete and listing_is_locked(store.path, key)
         previous = last_complete.get(key)
+        last_checkpoint = cursor.updated_at if cursor is not None else (crawl.finished_at if crawl.complete else None)
         listings.append(
             {
                 "spider": crawl.spider,
@@ -84,6 +115,8 @@ def collect(store: StateStore) -> dict[str, Any]:
                 "watermark": crawl.watermark,
                 "tombstoned": crawl.tombstoned,
                 "last_complete": previous.finished_at if previous is not None else None,
+                "entities": crawl_counts(crawl),
+                "last_checkpoint": last_checkpoint,
                 "cursor": None
                 if cursor is None
                 else {
@@ -95,11 +128,23 @@ def collect(store: StateStore) -> dict[str, Any]:
                 },
             }
         )
+    entities = store.entity_counts()
+    types = {}
+    for repo_type in sorted(set(entities) | set(newest_of_type)):
+        counts = entities.get(repo_type, {"live": 0, "deleted": 0})
+        last = newest_of_type.get(repo_type)
+        types[repo_type] = {
+            "discovered": counts["live"] + counts["deleted"],
+            **counts,
+            "last_crawl": None if last is None else {"crawl": last.crawl_id, **crawl_counts(last)},
+        }
     return {
         "state_file": str(store.path),
         "output_dir": store.meta().get("output_dir"),
         "listings": listings,
-        "entities": store.entity_counts(),
+        "entities": entities,
+        "types": types,
+        "ratelimits": _ratelimits(store),
         "files": files_summary(store),
         "ipfs": ipfs_summary(store),
         "complete": bool(listings) and all(entry["complete"] for entry in listings),
@@ -144,12 +189,23 @@ def render(report: dict[str, Any]) -> str:
             lines.append("  cursor: none yet (the next run starts at the first page)")
         if not entry["complete"] and entry["last_complete"]:
             lines.append(f"  last complete crawl of this listing finished {entry['last_complete']}")
+        counts = entry["entities"]
+        lines.append(f"  entities: {counts['listed']} listed, {counts['stored']} stored, {counts['skipped']} skipped")
     if report["entities"]:
         lines.append("")
         counts = ", ".join(
             f"{t}s {c['live']} live, {c['deleted']} deleted" for t, c in sorted(report["entities"].items())
         )
         lines.append(f"entities: {counts}")
+        for repo_type, entry in sorted(report["types"].items()):
+            line = f"  {repo_type}s: {entry['discovered']} discovered, {entry['deleted']} deleted"
+            last = entry["last_crawl"]
+            if last is not None:
+                line += (
+                    f"; last crawl #{last['crawl']}: {last['listed']} listed, {last['stored']} stored, "
+                    f"{last['skipped']} skipped (unchanged)"
+                )
+            lines.append(line)
     for repo_type, files in sorted(report.get("files", {}).items()):
         line = (
             f"files of {repo_type}s: {files['downloaded']} downloaded, {files['unchanged']} unchanged, "
@@ -168,6 +224,13 @@ def render(report: dict[str, Any]) -> str:
         for backend, pins in ipfs["pins"].items():
             deleted = f" ({pins['of_deleted_entities']} of deleted entities)" if pins["of_deleted_entities"] else ""
             lines.append(f"pins on {backend}: {pins['pinned']}{deleted}")
+    for budget in report.get("ratelimits", ()):
+        left = f"{budget['remaining']}/{budget['quota']}" if budget["quota"] is not None else str(budget["remaining"])
+        window = f", window {budget['window']:g} s" if budget["window"] is not None else ""
+        lines.append(
+            f"rate limit {budget['host']} {budget['bucket']}: {left} left{window}, resets "
+            f"{budget['resets_at']} (seen {budget['seen']})"
+        )
     return "\n".join(lines)
 
 
@@ -196,7 +259,8 @@ class Command(ScrapyCommand):
         path, output = state_location(self.settings)
         if not path.is_file():
             report: dict[str, Any] = {
-                "state_file": str(path), "output_dir": str(output), "listings": [], "entities": {},
+                "state_file": str(path), "output_dir": str(output), "listings": [], "entities": {}, "types": {},
+                "ratelimits": [],
                 "ipfs": {"cids": {"files": 0, "folders": 0, "folders_by_profile": {}}, "pins": {}}, "complete": False,
             }  # fmt: skip
         else:

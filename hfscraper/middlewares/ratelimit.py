@@ -56,7 +56,9 @@ Stats:
 hfscraper/ratelimit/429 - 429 responses; hfscraper/ratelimit/paused_seconds - time the host was paused;
 hfscraper/ratelimit/waits - requests that had to wait; hfscraper/ratelimit/waiting_max - the most requests of
 the crawler inside the middleware at once (at most CONCURRENT_REQUESTS: Scrapy counts them as active);
-hfscraper/ratelimit/<bucket>/remaining - the last `r` seen, .../quota, .../window - the policy;
+hfscraper/ratelimit/<bucket>/remaining - the last `r` seen, .../quota, .../window - the policy (per host and bucket,
+with the reset and when it was seen, also in `SharedLimits.budgets`, which the progress line shows and the crawl
+state keeps);
 from get_retry_request: hfscraper/ratelimit/count, hfscraper/ratelimit/reason_count/429,
 hfscraper/ratelimit/max_reached; hfscraper/ratelimit/bucket_mismatch - RateLimit headers naming another bucket
 than the URL's (ignored); hfscraper/ratelimit/requeued_on_shutdown - waiting requests handed back on a stop;
@@ -69,6 +71,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
@@ -109,13 +112,42 @@ class HostPause:
         self.in_a_row = 0
 
 
+@dataclass(frozen=True)
+class SeenBudget:
+    """The rate-limit numbers of the last response of one bucket of one host, and when it came: `remaining` (`r`),
+    `reset` seconds to the window's reset (`t`), `quota` and `window` (`q` and `w` of the last RateLimit-Policy
+    seen for the bucket), `seen_at` (wall clock, `time.time()`) and `seen_mono` (the middleware's clock)."""
+
+    remaining: int
+    reset: float
+    quota: int | None
+    window: float | None
+    seen_at: float
+    seen_mono: float
+
+    def resets_in(self, now_mono: float) -> float:
+        """Seconds from *now_mono* to the reset the response announced (0 once past)."""
+        return max(0.0, self.reset - (now_mono - self.seen_mono))
+
+
 class SharedLimits:
-    """Pacers, their queues and host pauses, shared by every middleware instance that is given it."""
+    """Pacers, their queues and host pauses, shared by every middleware instance that is given it.
+
+    `budgets` holds the last rate-limit numbers seen per (host, bucket), for the progress line and the crawl
+    state (`hfscraper.extensions.progress`); `budgets_version` grows with every update. Only the numbers: never
+    a header, a URL or a token. Hosts are `host[:port]` without any user info.
+    """
 
     def __init__(self) -> None:
         self.pacers: dict[tuple[str, str], QuotaPacer] = {}
         self.queues: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
         self.pauses: dict[str, HostPause] = {}
+        self.budgets: dict[tuple[str, str], SeenBudget] = {}
+        self.budgets_version = 0
+
+    def saw_budget(self, host: str, bucket: str, budget: SeenBudget) -> None:
+        self.budgets[(host.rpartition("@")[2], bucket)] = budget
+        self.budgets_version += 1
 
     def pacer(self, host: str, bucket: str, reserve: int) -> QuotaPacer:
         key = (host, bucket)
@@ -292,6 +324,19 @@ class RateLimitDownloaderMiddleware:
                 window=policy.window if policy else None,
             )
             self.stats.set_value(f"{STATS_PREFIX}/{bucket}/remaining", ratelimit.remaining)
+            known = self.limits.budgets.get((host.rpartition("@")[2], bucket))
+            self.limits.saw_budget(
+                host,
+                bucket,
+                SeenBudget(
+                    remaining=ratelimit.remaining,
+                    reset=float(ratelimit.reset),
+                    quota=policy.quota if policy else (known.quota if known else None),
+                    window=float(policy.window) if policy else (known.window if known else None),
+                    seen_at=self.wall_clock(),
+                    seen_mono=now,
+                ),
+            )
             if policy is not None:
                 self.stats.set_value(f"{STATS_PREFIX}/{bucket}/quota", policy.quota)
                 self.stats.set_value(f"{STATS_PREFIX}/{bucket}/window", policy.window)

@@ -1,9 +1,11 @@
 """`make demo`: the main job end to end against the bundled Hub replica, on loopback only.
 
 Starts `python -m hfscraper.replica` with a small synthetic Hub (and its dataset viewer), crawls models, datasets
-and spaces with `scrapy crawlall` (metadata, the default files, previews), compares what landed on disk with the
-replica's ground truth (every downloaded file's SHA-256 included), prints a summary and stops the replica. Exits
-non-zero if the crawl did not complete or the output disagrees with the truth.
+and spaces with `scrapy crawlall` (metadata, the default files, previews, CIDs and CARs, the provenance graph),
+compares what landed on disk with the replica's ground truth (every downloaded file's SHA-256 included), exports
+the Parquet files with `scrapy export` and checks their row counts, shows the lineage of the model with the most
+ancestors, prints a summary and stops the replica. Exits non-zero if the crawl did not complete or the output
+disagrees with the truth.
 """
 
 from __future__ import annotations
@@ -64,6 +66,44 @@ def check_files(output: Path, truth: dict) -> tuple[int, int]:
     return found, bad
 
 
+def scrapy(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("scrapy")), *args, "-s", f"HFSCRAPER_STATE_DIR={WORK / 'state'}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def export_and_lineage(output: Path, truth: dict) -> bool:
+    """`scrapy export` of the crawl (row counts checked against the truth), then `scrapy lineage` of the public
+    model with the longest chain of base models."""
+    import pyarrow.parquet as pq
+
+    export_dir = WORK / "export"
+    done = scrapy("export", "-s", f"HFSCRAPER_OUTPUT_DIR={output}", "-s", f"HFSCRAPER_EXPORT_DIR={export_dir}",
+                  "-s", "LOG_LEVEL=WARNING")  # fmt: skip
+    if done.returncode != 0:
+        print(f"demo: scrapy export FAILED (exit code {done.returncode}):\n{done.stderr[-2000:]}")
+        return False
+    ok = True
+    for kind in SIZES:
+        rows = pq.read_metadata(export_dir / f"all_{kind}_metadata.parquet").num_rows
+        expected = sum(1 for e in truth[kind] if not e["private"])
+        ok &= rows == expected
+        print(f"demo: {export_dir.name}/all_{kind}_metadata.parquet: {rows} rows (public in replica: {expected})")
+    models = {e["id"]: e for e in truth["models"] if not e["private"]}
+
+    def bases(repo_id: str, seen: frozenset[str] = frozenset()) -> int:
+        parents = [r["target"] for r in models[repo_id]["relations"]
+                   if r["kind"] == "base_model" and r["target"] in models and r["target"] not in seen]  # fmt: skip
+        return 1 + max(bases(p, seen | {repo_id}) for p in parents) if parents else 0
+
+    deepest = max(sorted(models), key=bases)
+    shown = scrapy("lineage", deepest, "--depth", "4", "--limit", "5", "-s", f"HFSCRAPER_OUTPUT_DIR={output}")
+    print(f"\ndemo: scrapy lineage {deepest} --depth 4 --limit 5\n{shown.stdout}")
+    if shown.returncode != 0:
+        print(f"demo: scrapy lineage FAILED (exit code {shown.returncode}): {shown.stderr[-2000:]}")
+        return False
+    return ok
+
+
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
@@ -98,6 +138,7 @@ def main() -> int:
     print(f"\ndemo: {files} files downloaded, {bad} differing from the replica's SHA-256")
     total = sum(found.values())
     print(f"\ndemo: {total} entities in {elapsed:.1f} s ({total / elapsed:.0f}/s); output in {output}")
+    ok &= export_and_lineage(output, truth)
     print("demo: OK" if ok else f"demo: FAILED (crawl exit code {crawl.returncode})")
     return 0 if ok else 1
 

@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "quota": "bench.quota",
     "cid": "bench.cid",
     "graph": "bench.graph",
+    "export": "bench.export",
 }
 
 

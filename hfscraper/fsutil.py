@@ -101,3 +101,15 @@ def write_if_changed(path: Path, data: bytes, *, fsync: bool = False) -> bool:
         return False
     write_file(path, data, fsync=fsync)
     return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with *pid* runs (one of another user counts): temp files named after a live writer's pid
+    are never swept."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

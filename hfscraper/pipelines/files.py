@@ -87,7 +87,7 @@ from hfscraper import constants
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.file_records import record_files
-from hfscraper.fsutil import TEMP_PREFIX, fsync_directory
+from hfscraper.fsutil import TEMP_PREFIX, fsync_directory, process_alive
 from hfscraper.hub import entity_folder_name, is_plain_id, normalize_endpoint
 from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.auth import hub_refusal, origin_of
@@ -774,22 +774,12 @@ def sweep_temp_dir(tmp_dir: Path) -> int:
         if not (name.endswith(".part") and pid_text.isdigit()):
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_dir / name)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = [

@@ -61,7 +61,7 @@ from scrapy.utils.asyncio import is_asyncio_available
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.exceptions import IpfsCidMismatchError, IpfsError, IpfsPinError
 from hfscraper.extensions.checkpoint import state_location
-from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, write_if_changed
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, write_if_changed
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.ipfs import directory_cid, file_cid, write_car
 from hfscraper.ipfs.backends import IpfsBackend, build_backend, car_root
@@ -184,22 +184,12 @@ def sweep_scratch(scratch_dir: Path) -> int:
     removed = 0
     for name in names:
         digits = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if not digits.isdigit() or int(digits) == os.getpid() or _alive(int(digits)):
+        if not digits.isdigit() or int(digits) == os.getpid() or process_alive(int(digits)):
             continue
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(scratch_dir / name)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class IpfsPipeline:

@@ -36,7 +36,7 @@ from xml.sax.saxutils import escape, quoteattr
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, write_if_changed
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, write_if_changed
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
 from hfscraper.provenance.store import crawled_nodes, resolved_edges
@@ -268,19 +268,9 @@ def _sweep(folder: Path) -> None:
     """Remove temporary files that killed rebuilds left (their pid is gone)."""
     for path in folder.glob(f"{TEMP_PREFIX}*"):
         digits = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if digits.isdigit() and int(digits) != os.getpid() and not _alive(int(digits)):
+        if digits.isdigit() and int(digits) != os.getpid() and not process_alive(int(digits)):
             with contextlib.suppress(OSError):
                 path.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _dumps(value: Any) -> str:

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo crawl export test quality bench
+.PHONY: install demo crawl export test quality bench deploy
 
 install: $(STAMP)
 
@@ -38,3 +38,20 @@ test: install quality
 # The benchmarks against the bundled replica (loopback only): bench/results/<date>.json and bench/RESULTS.md.
 bench: install
 	scripts/hermetic.sh $(PY) -m bench.run $(BENCH_ARGS)
+
+# Deploy to a scrapyd server with scrapyd-client: the [deploy] target of scrapy.cfg, or DEPLOY_TARGET=NAME for a
+# [deploy:NAME] one, or SCRAPYD_URL=http://host:port for any server. DEPLOY_ARGS: more scrapyd-deploy options
+# (e.g. --version 1.2). The egg is built in a throwaway copy of the project: scrapyd-deploy writes setup.py,
+# build/ and *.egg-info/ next to the scrapy.cfg it uses.
+DEPLOY_TARGET ?= default
+SCRAPYD_URL ?=
+DEPLOY_ARGS ?=
+deploy: install
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -R scrapy.cfg pyproject.toml requirements.txt hfscraper "$$tmp"/; \
+	target='$(DEPLOY_TARGET)'; \
+	if [ -n '$(SCRAPYD_URL)' ]; then \
+	  printf '\n[deploy:scrapyd_url]\nurl = %s\n' '$(patsubst %/,%,$(SCRAPYD_URL))' >> "$$tmp/scrapy.cfg"; \
+	  target=scrapyd_url; \
+	fi; \
+	cd "$$tmp" && '$(abspath $(VENV))/bin/scrapyd-deploy' "$$target" $(DEPLOY_ARGS)

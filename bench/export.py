@@ -27,14 +27,15 @@ Rows:
 - `incremental_time`: seconds of the incremental run's `export()` (informative); `incremental_rows`: its rows
   (goal: N + the new ones).
 - `peak_rss`: the full run's peak RSS, MiB. Goal: under 1024 MiB, so that the export fits beside a crawl on a
-  small (2 GiB) machine. The export streams the rows (one batch, about 130 MiB of writers and buffers whatever N)
-  but holds the key columns of every row to pick the merge's winners (`_keys`, `_winners`, `_masks`: about 0.4 KiB
-  per row in Arrow); measured on 2026-11-26: 426 MiB at 100,000 entities, 765 MiB at 1,000,000.
-- `peak_rss_incremental`: the same for the incremental run (old and new keys: twice the keys), goal as above
-  (975 MiB measured at 1,000,000: the first row to fail as N grows).
+  small (2 GiB) machine. The export is one streaming merge of streams sorted by (type, id) and holds at most a batch
+  per stream (plus the writers and the allocators' slack), whatever N; measured on 2026-11-26: 307 MiB at 100,000
+  entities, 323 MiB at 1,000,000 (765 MiB before the merge was made streaming, when it held every key).
+- `peak_rss_incremental`: the same for the incremental run (two streams, the previous export and the state, and
+  the chunks where they overlap sorted to pick the newest), goal as above (583 MiB measured at 1,000,000 and 455 MiB
+  at 200,000: the live Arrow buffers stay under 100 MiB; the rest is allocator slack that grows slowly with the
+  number of chunks).
 - `peak_rss_ratio`: the full run's peak RSS over the small run's (ten times fewer entities). Goal: <= 1.10, the
-  bound issue 7 sets for crawls; the key columns grow with N, so this measures how far the export is from
-  constant memory (1.80 measured).
+  bound issue 7 sets for crawls (1.05 measured).
 - `generate_time`: seconds to write the synthetic tree and state (informative, not part of the export).
 
 Where: the tree, the state and the exports go to a temporary folder in `/dev/shm` when it has room (8 KiB per
@@ -76,6 +77,7 @@ MODIFIED_2 = "2026-11-24T12:00:00.000Z"  # newer than any synthetic lastModified
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COPY_PREFIX = re.compile(r"c[0-9]+-")
 SHM = "/dev/shm"
+INODES_PER_ENTITY = 3
 BYTES_PER_ENTITY = 8192  # a metadata.json (1.6 KB on average, one 4 KiB page) plus the Parquet files and the state
 
 
@@ -272,7 +274,9 @@ def scratch(n: int) -> str | None:
         st = os.statvfs(SHM)
     except OSError:
         return None
-    return SHM if st.f_bavail * st.f_frsize > n * BYTES_PER_ENTITY + 2**30 else None
+    # Room in bytes and in inodes (a folder and a file per entity, with a third to spare for others' files).
+    room = st.f_bavail * st.f_frsize > n * BYTES_PER_ENTITY + 2**30 and st.f_favail > n * INODES_PER_ENTITY
+    return SHM if room else None
 
 
 def run(*, smoke: bool = False) -> BenchResult:

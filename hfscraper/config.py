@@ -400,8 +400,8 @@ SCHEMA: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "export.batch_size", "HFSCRAPER_EXPORT_BATCH_SIZE", INT, 10_000,
-        "Rows per Parquet row group in `scrapy export`: the export holds one batch of rows (plus the key columns "
-        "of every entity) in memory at a time.",
+        "Rows per Parquet row group in `scrapy export`: the export holds one batch of rows per merged "
+        "stream (the previous export, each output folder) in memory at a time.",
         minimum=1, maximum=1_000_000,
     ),
     Setting(

@@ -101,7 +101,7 @@ def test_files_hold_exactly_the_public_entities_with_the_declared_schema(
     everything = pq.read_table(crawled.exp / FILES["all"])
     assert everything.schema.equals(SCHEMAS["all"], check_metadata=True)
     keys = list(zip(everything.column("type").to_pylist(), everything.column("id").to_pylist(), strict=True))
-    assert len(keys) == len(set(keys))
+    assert len(keys) == len(set(keys)) and keys == sorted(keys)  # one row each, in the declared order
     for repo_type in TYPES:
         path = crawled.exp / FILES[repo_type]
         assert pq.read_schema(path).equals(SCHEMAS[repo_type], check_metadata=True)
@@ -187,6 +187,32 @@ def test_the_data_card_parses_and_names_the_four_files(crawled: Crawled) -> None
     for column in SCHEMAS["all"].names:
         assert f"| `{column}` |" in text
     assert "Crawl time range" in text and "n/a" not in text.split("Crawl time range")[1].split("\n")[0]
+
+
+def test_datasets_load_dataset_reads_every_config_of_the_card(
+    crawled: Crawled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a user of the folder pushed to the Hub gets: the card's `configs:` resolved by the datasets library itself.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = (
+        "import json, sys, datasets\n"
+        "out = {}\n"
+        "for config in ('all_entities', 'models', 'datasets', 'spaces', None):\n"
+        "    ds = datasets.load_dataset(sys.argv[1], config, split='train')\n"
+        "    out[str(config)] = {'ids': sorted(ds['id']), 'columns': ds.column_names,\n"
+        "                        'id_type': str(ds.features['id'].dtype)}\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(crawled.exp)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    for config, kind in (("all_entities", "all"), ("models", "model"), ("datasets", "dataset"), ("spaces", "space")):
+        table = pq.read_table(crawled.exp / FILES[kind])
+        assert loaded[config]["ids"] == sorted(table.column("id").to_pylist())
+        assert loaded[config]["columns"] == SCHEMAS[kind].names and loaded[config]["id_type"] == "string"
+    assert loaded["None"] == loaded["all_entities"]  # the default config
 
 
 # -- a second export over a changed Hub ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from scrapy.utils.test import get_crawler
 
 from hfscraper.exporters.parquet import ParquetItemExporter
 from hfscraper.exporters.schema import ALL_SCHEMA, SCHEMAS, TYPES, RowBuilder
-from hfscraper.exporters.unified import FILES, Source, export
+from hfscraper.exporters.unified import FILES, Source, UnsortedInputError, export
 from hfscraper.hub import entity_folder_name
 from hfscraper.items import DatasetItem, ModelItem, SpaceItem
 
@@ -209,3 +210,120 @@ def test_an_unreadable_previous_export_is_replaced(tmp_path: Path) -> None:
     summary = export([Source(out)], exp, car=False)
     assert summary.counts["old_file_unreadable"] == 1
     assert pq.read_table(exp / FILES["dataset"]).column("id").to_pylist() == ["d1"]
+
+
+# -- order: every file sorted by (type, id), the merge one streaming pass --------------------------------------
+
+HOSTILE_ORDER_IDS = ["a0/x", "a/b", "a-c/d", "Z/up", "é/accent", "日本/模型", "a_b/c", "org/" + "n" * 200]
+
+
+def _keys(path: Path) -> list[tuple[str, ...]]:
+    table = pq.read_table(path)
+    names = [n for n in ("type", "id") if n in table.column_names]
+    return list(zip(*(table.column(n).to_pylist() for n in names), strict=True))
+
+
+def _state_source(root: Path, entities: list[tuple[str, dict[str, Any]]]) -> Source:
+    """A crawl output folder written as the entity store writes it, with its state file listing the entities."""
+    from hfscraper.state import StateStore, entity_folder
+
+    output, state = root / "out", root / "state.sqlite3"
+    StateStore(state).close()
+    db = sqlite3.connect(state)
+    with db:
+        db.execute("INSERT INTO crawls (crawl_id, spider, repo_type, listing_key, scope_key, listing, mode, max_items, "
+                   "sweep, started_at, finished_at, finish_reason, complete) VALUES (1, 'all', 'model', 'k', 'k', 'l', "
+                   "'full', 0, 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 'finished', 1)")  # fmt: skip
+        for repo_type, payload in entities:
+            folder = entity_folder(output, repo_type, payload["id"])
+            assert folder is not None
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "metadata.json").write_text(json.dumps(payload), encoding="utf-8")
+            db.execute(
+                "INSERT INTO entities (repo_type, id, last_modified, first_crawl_id, stored_crawl_id, seen_crawl_id) "
+                "VALUES (?, ?, ?, 1, 1, 1)",
+                (repo_type, payload["id"], payload.get("lastModified")),
+            )
+    db.close()
+    return Source(output, state)
+
+
+def test_every_file_is_sorted_by_type_and_id_and_declares_it(tmp_path: Path) -> None:
+    out, exp = tmp_path / "out", tmp_path / "exp"
+    for i, entity_id in enumerate(HOSTILE_ORDER_IDS):
+        _tree(out, TYPES[i % 3], {**MODEL, "id": entity_id})
+    export([Source(out)], exp, batch_size=3, car=False)
+    for kind, name in FILES.items():
+        keys = _keys(exp / name)
+        assert keys == sorted(keys) and len(keys) == len(set(keys))  # Python's str order is UTF-8 byte order
+        metadata = pq.ParquetFile(exp / name).metadata
+        declared = [pq.SortingColumn(0), pq.SortingColumn(1)] if kind == "all" else [pq.SortingColumn(0)]
+        assert metadata.num_row_groups >= 1
+        assert all(list(metadata.row_group(i).sorting_columns) == declared for i in range(metadata.num_row_groups))
+    assert sorted(pq.read_table(exp / FILES["all"]).column("id").to_pylist()) == sorted(HOSTILE_ORDER_IDS)
+
+
+def test_state_sources_merge_in_one_pass_newest_wins_across_sources(tmp_path: Path) -> None:
+    older = {**MODEL, "lastModified": "2024-01-01T00:00:00.000Z", "likes": 1}
+    newer = {**MODEL, "lastModified": "2025-01-01T00:00:00.000Z", "likes": 2}
+    first = _state_source(tmp_path / "w1", [("model", {**newer, "id": i}) for i in HOSTILE_ORDER_IDS[:5]]
+                          + [("dataset", {"id": "d/only-1", "lastModified": "2024-01-01T00:00:00.000Z"})])  # fmt: skip
+    second = _state_source(tmp_path / "w2", [("model", {**older, "id": i}) for i in HOSTILE_ORDER_IDS[3:]]
+                           + [("space", {"id": "s/only-2", "sdk": "static"})])  # fmt: skip
+    exp = tmp_path / "exp"
+    summary = export([first, second], exp, batch_size=2, car=False)
+    rows = {(r["type"], r["id"]): r for r in pq.read_table(exp / FILES["all"]).to_pylist()}
+    assert len(rows) == len(HOSTILE_ORDER_IDS) + 2 == summary.rows
+    # ids in both sources: the newer lastModified wins whichever source holds it
+    assert all(rows[("model", i)]["likes"] == 2 for i in HOSTILE_ORDER_IDS[:5])
+    assert all(rows[("model", i)]["likes"] == 1 for i in HOSTILE_ORDER_IDS[5:])
+    assert summary.by_type == {"model": {"rows": 8, "deleted": 0, "live": 8},
+                               "dataset": {"rows": 1, "deleted": 0, "live": 1},
+                               "space": {"rows": 1, "deleted": 0, "live": 1}}  # fmt: skip
+    assert _keys(exp / FILES["all"]) == sorted(rows)
+    # exported again with nothing new: every file equal in value (the merge is stable)
+    before = {name: pq.read_table(exp / name) for name in FILES.values()}
+    again = export([first, second], exp, batch_size=3, car=False)
+    assert again.kept_old == 0 and again.new_rows == again.rows  # ties go to the sources
+    assert all(pq.read_table(exp / name).equals(table) for name, table in before.items())
+
+
+def test_a_metadata_file_of_another_id_is_skipped_not_misplaced(tmp_path: Path) -> None:
+    source = _state_source(tmp_path, [("model", {**MODEL, "id": "org/a"}), ("model", {**MODEL, "id": "org/b"})])
+    from hfscraper.state import entity_folder
+
+    folder = entity_folder(source.output_dir, "model", "org/a")
+    assert folder is not None
+    (folder / "metadata.json").write_text(json.dumps({**MODEL, "id": "zzz/other"}), encoding="utf-8")
+    summary = export([source], tmp_path / "exp", car=False)
+    assert summary.counts["skipped/id_mismatch"] == 1
+    assert pq.read_table(tmp_path / "exp" / FILES["all"]).column("id").to_pylist() == ["org/b"]
+
+
+def test_a_previous_export_without_a_declared_order_is_sorted_once(tmp_path: Path) -> None:
+    out, exp = tmp_path / "out", tmp_path / "exp"
+    _tree(out, "model", {**MODEL, "id": "org/m", "likes": 5})
+    exp.mkdir()
+    builder = RowBuilder()
+    legacy = [builder.row("model", {**MODEL, "id": i}) for i in ("z/last", "a/first", "org/m")]
+    pq.write_table(pa.Table.from_pylist(legacy, schema=ALL_SCHEMA), exp / FILES["all"])  # no sorting_columns
+    summary = export([Source(out)], exp, car=False)
+    assert summary.counts["old_file_sorted_in_memory"] == 1 and summary.kept_old == 2
+    assert _keys(exp / FILES["all"]) == [("model", "a/first"), ("model", "org/m"), ("model", "z/last")]
+    assert pq.read_table(exp / FILES["model"]).to_pylist()[1]["likes"] == 5
+
+
+def test_a_previous_export_out_of_its_declared_order_fails_and_is_left_as_it_was(tmp_path: Path) -> None:
+    out, exp = tmp_path / "out", tmp_path / "exp"
+    _tree(out, "model", {**MODEL, "id": "org/m"})
+    exp.mkdir()
+    rows = [RowBuilder().row("model", {**MODEL, "id": i}) for i in ("z/last", "a/first")]
+    with pq.ParquetWriter(
+        exp / FILES["all"], ALL_SCHEMA, sorting_columns=[pq.SortingColumn(0), pq.SortingColumn(1)]
+    ) as w:
+        w.write_table(pa.Table.from_pylist(rows, schema=ALL_SCHEMA))
+    before = (exp / FILES["all"]).read_bytes()
+    with pytest.raises(UnsortedInputError, match="not sorted by \\(type, id\\)"):
+        export([Source(out)], exp, car=False)
+    assert (exp / FILES["all"]).read_bytes() == before
+    assert sorted(p.name for p in exp.iterdir()) == [FILES["all"]]  # nothing half-written left

@@ -12,9 +12,11 @@ Merge rule: one row per `(type, id)` across what the export folder already holds
 row with the newest `last_modified` wins, then the newest `crawled_at`, then the new one. Entities a full sweep
 tombstoned are kept with `deleted = true` (or dropped, `drop_deleted`). Entities only the old files hold stay.
 
-Bounded memory: the rows of the sources are streamed into a temporary Parquet file in row groups; only the key
-columns (`type`, `id`, `last_modified`, `crawled_at`, `deleted`) of old and new are held to pick the winners
-(pyarrow compute), then both files are streamed again, batch by batch, into the four outputs in one pass.
+Order and bounded memory: every file is sorted by (`type`, `id`) (`SORTED_BY`, declared in each row group's
+metadata). Each source yields its rows in that order (a state file lists its entities so; a tree without one is
+sorted through a temporary SQLite file on disk), and the previous export is read back in it, so the merge is one
+streaming pass over all of them at once that holds at most a batch per stream, whatever the number of entities. A
+previous export that declares no order (an earlier hfscraper) is read whole and sorted once.
 
 Crash safety: every output is written to a temporary file in the export folder (`.hfscraper-tmp-<pid>-...`),
 fsynced, then renamed over the old one (and the folder fsynced); a SIGKILL at any moment leaves each file either
@@ -23,10 +25,12 @@ the old complete one or the new complete one. Temporary files of dead processes 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import logging
 import os
+import pickle
 import sqlite3
 import time
 from collections import Counter
@@ -60,7 +64,9 @@ CONFIG_NAMES: Final = {"all": "all_entities", "model": "models", "dataset": "dat
 CARD: Final = "README.md"
 CAR_FOLDER: Final = "car"
 DEFAULT_BATCH_SIZE: Final = 10_000
-_KEYS: Final = ["type", "id", "last_modified", "crawled_at", "deleted"]
+#: The order of every output file (declared in its row groups' metadata), and so of the previous export.
+SORTED_BY: Final = ("type", "id")
+_SRC: Final = "__src"  # which stream a row came from: 0 the previous export, 1.. the sources in order
 
 
 @dataclass(frozen=True)
@@ -121,18 +127,6 @@ def _files_of(db: sqlite3.Connection | None, repo_type: str, repo_id: str) -> li
         return None
 
 
-def _tree_rows(output_dir: Path) -> Iterator[tuple[str, str | None, Path]]:
-    """(repo_type, None, folder) of every entity folder of a tree without a state file."""
-    for repo_type in TYPES:
-        root = output_dir / OUTPUT_FOLDERS[repo_type]
-        if not root.is_dir():
-            continue
-        with os.scandir(root) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-                    yield repo_type, None, Path(entry.path)
-
-
 def _read_json(path: Path, counts: Counter[str], what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -143,8 +137,11 @@ def _read_json(path: Path, counts: Counter[str], what: str) -> Any:
     return None
 
 
-def source_rows(source: Source, builder: RowBuilder) -> Iterator[dict[str, Any]]:
-    """Rows of `ALL_SCHEMA` for every entity of one source (state-driven when its state file exists)."""
+def source_rows(source: Source, builder: RowBuilder, scratch: Path) -> Iterator[dict[str, Any]]:
+    """Rows of `ALL_SCHEMA` for every entity of one source, sorted by (type, id), each key once.
+
+    State-driven when the source's state file exists (the state lists its entities in that order); a tree without a
+    state is first indexed into a temporary SQLite file at *scratch* (SQLite sorts on disk: bounded memory)."""
     counts = builder.counts
     if source.state_file is not None and source.state_file.is_file():
         files_db = sqlite3.connect(f"file:{source.state_file}?mode=ro", uri=True)
@@ -161,6 +158,10 @@ def source_rows(source: Source, builder: RowBuilder) -> Iterator[dict[str, Any]]
                     counts["skipped/hostile_id"] += 1
                     continue
                 payload = _read_json(folder / "metadata.json", counts, "metadata")
+                if isinstance(payload, dict) and payload.get("id") != repo_id:
+                    # Not the entity the state stored there (the file was replaced): its row would be another's.
+                    counts["skipped/id_mismatch"] += 1
+                    continue
                 row = _row(builder, repo_type, payload, _files_of(files_db, repo_type, repo_id), deleted_at,
                            crawled_at)  # fmt: skip
                 if row is not None:
@@ -168,19 +169,54 @@ def source_rows(source: Source, builder: RowBuilder) -> Iterator[dict[str, Any]]
         finally:
             files_db.close()
         return
-    for repo_type, _, folder in _tree_rows(source.output_dir):
-        meta = folder / "metadata.json"
-        payload = _read_json(meta, counts, "metadata")
-        tomb = folder / "tombstone.json"
-        deleted_at = None
-        if tomb.exists():
-            data = _read_json(tomb, counts, "tombstone")
-            deleted_at = data.get("deletedAt") if isinstance(data, dict) else None
-            deleted_at = deleted_at or datetime.fromtimestamp(tomb.stat().st_mtime, UTC)
-        crawled = datetime.fromtimestamp(meta.stat().st_mtime, UTC) if payload is not None else None
-        row = _row(builder, repo_type, payload, None, deleted_at, crawled)
-        if row is not None:
-            yield row
+    yield from _tree_rows_sorted(source.output_dir, builder, scratch)
+
+
+def _tree_rows_sorted(output_dir: Path, builder: RowBuilder, scratch: Path) -> Iterator[dict[str, Any]]:
+    counts = builder.counts
+    with contextlib.suppress(FileNotFoundError):
+        scratch.unlink()
+    db = sqlite3.connect(scratch)
+    try:
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("CREATE TABLE rows (type TEXT, id TEXT, row BLOB, PRIMARY KEY (type, id)) WITHOUT ROWID")
+        for repo_type, folder in _tree_folders(output_dir):
+            meta = folder / "metadata.json"
+            payload = _read_json(meta, counts, "metadata")
+            tomb = folder / "tombstone.json"
+            deleted_at = None
+            if tomb.exists():
+                data = _read_json(tomb, counts, "tombstone")
+                deleted_at = data.get("deletedAt") if isinstance(data, dict) else None
+                deleted_at = deleted_at or datetime.fromtimestamp(tomb.stat().st_mtime, UTC)
+            crawled = datetime.fromtimestamp(meta.stat().st_mtime, UTC) if payload is not None else None
+            row = _row(builder, repo_type, payload, None, deleted_at, crawled)
+            if row is None:
+                continue
+            inserted = db.execute("INSERT OR IGNORE INTO rows VALUES (?, ?, ?)",
+                                  (repo_type, row["id"], pickle.dumps(row, protocol=5)))  # fmt: skip
+            if not inserted.rowcount:
+                counts["skipped/duplicate_id"] += 1
+        db.commit()
+        for (blob,) in db.execute("SELECT row FROM rows ORDER BY type, id"):
+            yield pickle.loads(blob)  # noqa: S301 - our own rows, written above by this process
+    finally:
+        db.close()
+        with contextlib.suppress(OSError):
+            scratch.unlink()
+
+
+def _tree_folders(output_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(repo_type, folder) of every entity folder of a tree without a state file."""
+    for repo_type in TYPES:
+        root = output_dir / OUTPUT_FOLDERS[repo_type]
+        if not root.is_dir():
+            continue
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    yield repo_type, Path(entry.path)
 
 
 def _row(
@@ -221,7 +257,9 @@ class _TempParquet:
         self.target = target
         self.tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}.part")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/abort()
-        self.writer = pq.ParquetWriter(self.file, schema, compression="zstd")
+        # Declared in every row group's metadata: the next export trusts (and checks) it to merge in one pass.
+        sorting = [pq.SortingColumn(schema.get_field_index(name)) for name in SORTED_BY if name in schema.names]
+        self.writer = pq.ParquetWriter(self.file, schema, compression="zstd", sorting_columns=sorting)
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -266,59 +304,145 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _old_file(path: Path, counts: Counter[str]) -> pq.ParquetFile | None:
-    if not path.is_file():
-        return None
-    try:
-        pf = pq.ParquetFile(path)
-        missing = set(_KEYS[:2]) - set(pf.schema_arrow.names)
-        if missing:
-            raise ValueError(f"no column {', '.join(sorted(missing))}")
-        return pf
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        counts["old_file_unreadable"] += 1
-        logger.warning("Ignoring the previous export %(path)s: %(error)s", {"path": path, "error": exc})
-        return None
+class UnsortedInputError(ValueError):
+    """A stream the merge relies on is not sorted by (type, id) with each key once."""
 
 
-def _keys(pf: pq.ParquetFile, src: int) -> pa.Table:
-    names = pf.schema_arrow.names
-    cols = [n for n in _KEYS if n in names]
-    table = pf.read(columns=cols)
-    n = table.num_rows
-    out = {}
-    for name in _KEYS:
-        f = ALL_SCHEMA.field(name)
-        if name in cols:
-            column = table.column(name)
-            out[name] = column.cast(f.type) if not column.type.equals(f.type) else column
-        else:
-            out[name] = pa.array([False] * n) if name == "deleted" else pa.nulls(n, f.type)
-    out["src"] = pa.array([src] * n, pa.int8())
-    out["pos"] = pa.array(range(n), pa.int64())
-    return pa.table(out)
+class _SortedStream:
+    """Batches of `ALL_SCHEMA` sorted by (type, id), each key once (checked as they come), consumed by key."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], src: int, what: str) -> None:
+        self._batches = batches
+        self.src = src
+        self.what = what
+        self.batch: pa.RecordBatch | None = None
+        self.keys: list[tuple[str, str]] = []
+        self._last: tuple[str, str] | None = None
+        self.done = False
+
+    def fill(self) -> None:
+        """Read the next batch once the current one is used up."""
+        while not self.keys and not self.done:
+            batch = next(self._batches, None)
+            if batch is None:
+                self.done, self.batch = True, None
+                return
+            keys = list(zip(batch.column("type").to_pylist(), batch.column("id").to_pylist(), strict=True))
+            previous = self._last
+            for key in keys:
+                if previous is not None and not previous < key:
+                    raise UnsortedInputError(f"{self.what} is not sorted by (type, id): {key!r} after {previous!r}")
+                previous = key
+            if keys:
+                self._last = previous
+                self.batch, self.keys = batch, keys
+
+    def take_through(self, bound: tuple[str, str]) -> pa.RecordBatch | None:
+        """The buffered rows with a key up to *bound*, removed from the buffer."""
+        n = bisect.bisect_right(self.keys, bound)
+        if n == 0 or self.batch is None:
+            return None
+        head = self.batch.slice(0, n)
+        self.batch, self.keys = self.batch.slice(n), self.keys[n:]
+        return head.append_column(_SRC, pa.repeat(pa.scalar(self.src, pa.int16()), n))
 
 
-def _winners(keys: pa.Table) -> pa.Table:
-    """The key rows that win the merge: per (type, id) the newest last_modified, then crawled_at, then src."""
-    if keys.num_rows == 0:
-        return keys
+def _merged(streams: Sequence[_SortedStream]) -> Iterator[pa.Table]:
+    """The merge of sorted streams, chunk by chunk, sorted by (type, id): per key the winning row (newest
+    last_modified, then crawled_at, then the stream with the highest `src`), with its `src` column.
+
+    Each step takes every buffered row up to the smallest last buffered key: no later batch of any stream can hold a
+    key at or below it, so the chunk is final. At most one batch per stream is held."""
+    while True:
+        for stream in streams:
+            stream.fill()
+        live = [s for s in streams if s.keys]
+        if not live:
+            return
+        bound = min(s.keys[-1] for s in live)
+        parts = [part for s in live if (part := s.take_through(bound)) is not None]
+        chunk = pa.Table.from_batches(parts) if len(parts) > 1 else pa.Table.from_batches(parts[:1])
+        yield _winners(chunk) if len(parts) > 1 else chunk
+
+
+def _winners(chunk: pa.Table) -> pa.Table:
+    """Per (type, id) of *chunk* the row that wins the merge, sorted by (type, id)."""
     order = pc.sort_indices(
-        keys,
+        chunk,
         sort_keys=[("type", "ascending", "at_end"), ("id", "ascending", "at_end"),
                    ("last_modified", "descending", "at_end"), ("crawled_at", "descending", "at_end"),
-                   ("src", "descending", "at_end")],
+                   (_SRC, "descending", "at_end")],
     )  # fmt: skip
-    ordered = keys.take(order)
+    ordered = chunk.take(order)
     types, ids = ordered.column("type").combine_chunks(), ordered.column("id").combine_chunks()
     same = pc.and_(pc.equal(types[1:], types[:-1]), pc.equal(ids[1:], ids[:-1]))
     first = pa.concat_arrays([pa.array([True]), pc.invert(same)])
     return ordered.filter(first)
 
 
-def _masks(winners: pa.Table, src: int, n: int) -> pa.ChunkedArray | pa.Array:
-    positions = winners.filter(pc.equal(winners.column("src"), src)).column("pos")
-    return pc.is_in(pa.array(range(n), pa.int64()), value_set=positions.combine_chunks())
+def _old_batches(path: Path, batch_size: int, counts: Counter[str]) -> Iterator[pa.RecordBatch] | None:
+    """The previous export's rows, conformed to `ALL_SCHEMA`, sorted by (type, id); None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        pf = pq.ParquetFile(path)
+        missing = {"type", "id"} - set(pf.schema_arrow.names)
+        if missing:
+            raise ValueError(f"no column {', '.join(sorted(missing))}")
+        declared = [pq.SortingColumn(i) for i in range(len(SORTED_BY))]
+        sorted_ = all(list(pf.metadata.row_group(i).sorting_columns) == declared
+                      for i in range(pf.metadata.num_row_groups))  # fmt: skip
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        counts["old_file_unreadable"] += 1
+        logger.warning("Ignoring the previous export %(path)s: %(error)s", {"path": path, "error": exc})
+        return None
+    if sorted_:
+        return (conform(batch, ALL_SCHEMA) for batch in pf.iter_batches(batch_size=batch_size))
+    # Written without the order (an earlier hfscraper): read whole and sorted once; the files written now declare it.
+    counts["old_file_sorted_in_memory"] += 1
+    logger.warning("The previous export %(path)s declares no sort order: reading it whole once", {"path": path})
+    table = pa.Table.from_batches([conform(b, ALL_SCHEMA) for b in pf.iter_batches(batch_size=batch_size)],
+                                  schema=ALL_SCHEMA)  # fmt: skip
+    table = _winners(table.append_column(_SRC, pa.repeat(pa.scalar(0, pa.int16()), table.num_rows))).drop_columns(_SRC)
+    return iter(table.to_batches(max_chunksize=batch_size))
+
+
+def _row_batches(rows: Iterator[dict[str, Any]], batch_size: int) -> Iterator[pa.RecordBatch]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= batch_size:
+            yield pa.RecordBatch.from_pylist(batch, schema=ALL_SCHEMA)
+            batch = []
+    if batch:
+        yield pa.RecordBatch.from_pylist(batch, schema=ALL_SCHEMA)
+
+
+class _Tally:
+    """Counts and time ranges of the rows written, for the summary and the data card."""
+
+    def __init__(self, summary: ExportSummary) -> None:
+        self.summary = summary
+        summary.by_type = {kind: {"rows": 0, "deleted": 0, "live": 0} for kind in TYPES}
+        self._ranges: dict[str, list[datetime]] = {"crawled_at": [], "last_modified": []}
+
+    def add(self, kind: str, part: pa.RecordBatch) -> None:
+        counts = self.summary.by_type[kind]
+        deleted = pc.sum(part.column("deleted")).as_py() or 0
+        counts["rows"] += part.num_rows
+        counts["deleted"] += deleted
+        counts["live"] += part.num_rows - deleted
+        self.summary.rows += part.num_rows
+        for name, seen in self._ranges.items():
+            bounds = pc.min_max(part.column(name)).as_py()
+            seen.extend(v for v in (bounds["min"], bounds["max"]) if v is not None)
+            if len(seen) > 2:
+                seen[:] = [min(seen), max(seen)]
+
+    def close(self) -> None:
+        for name, attr in (("crawled_at", "crawl_range"), ("last_modified", "modified_range")):
+            seen = self._ranges[name]
+            setattr(self.summary, attr, (min(seen), max(seen)) if seen else (None, None))
 
 
 def export(
@@ -331,73 +455,54 @@ def export(
     car: bool = True,
 ) -> ExportSummary:
     """Merge *sources* into the export folder (see the module docstring). Raises OSError when a file cannot be
-    written, sqlite3.Error when a state file cannot be read."""
+    written, sqlite3.Error when a state file cannot be read, UnsortedInputError when the previous export is not in
+    the order it declares."""
     started = time.monotonic()
     summary = ExportSummary(profile=profile)
     builder = RowBuilder()
     export_dir = Path(export_dir)
     ensure_directory(export_dir)
     sweep_temp_files(export_dir)
-    new_tmp = _TempParquet(export_dir / ".new-rows.parquet", ALL_SCHEMA)
     outputs: dict[str, _TempParquet] = {}
+    tally = _Tally(summary)
     try:
-        # 1. the sources' rows, streamed into a temporary file
-        rows: list[dict[str, Any]] = []
-        for source in sources:
-            for row in source_rows(source, builder):
-                rows.append(row)
-                if len(rows) >= batch_size:
-                    new_tmp.write(pa.RecordBatch.from_pylist(rows, schema=ALL_SCHEMA))
-                    rows = []
-        if rows:
-            new_tmp.write(pa.RecordBatch.from_pylist(rows, schema=ALL_SCHEMA))
-        rows = []
-        new_tmp.finish()
-        summary.new_rows = new_tmp.rows
-        new_pf = pq.ParquetFile(new_tmp.tmp)
-        old_pf = _old_file(export_dir / FILES["all"], builder.counts)
-        # 2. the winners, from the key columns only
-        key_tables = [_keys(new_pf, 1)] + ([_keys(old_pf, 0)] if old_pf is not None else [])
-        winners = _winners(pa.concat_tables(key_tables))
-        if drop_deleted:
-            winners = winners.filter(pc.invert(winners.column("deleted")))
-        # 3. one streaming pass over both into the four files
+        streams = []
+        old = _old_batches(export_dir / FILES["all"], batch_size, builder.counts)
+        if old is not None:
+            streams.append(_SortedStream(old, 0, f"the previous export {FILES['all']}"))
+        for index, source in enumerate(sources, start=1):
+            scratch = export_dir / f"{TEMP_PREFIX}{os.getpid()}-tree-{index}.sqlite"
+            rows = source_rows(source, builder, scratch)
+            streams.append(_SortedStream(_row_batches(rows, batch_size), index, f"the source {source.output_dir}"))
         outputs = {kind: _TempParquet(export_dir / name, SCHEMAS[kind]) for kind, name in FILES.items()}
-        for src, pf in ((0, old_pf), (1, new_pf)):
-            if pf is None:
-                continue
-            mask = _masks(winners, src, pf.metadata.num_rows)
-            offset = 0
-            for raw in pf.iter_batches(batch_size=batch_size):
-                batch = conform(raw, ALL_SCHEMA)
-                keep = mask.slice(offset, batch.num_rows)
-                offset += batch.num_rows
-                batch = batch.filter(keep)
-                if not batch.num_rows:
-                    continue
-                if src == 0:
-                    summary.kept_old += batch.num_rows
+        for chunk in _merged(streams):
+            summary.kept_old += pc.sum(pc.equal(chunk.column(_SRC), 0)).as_py() or 0
+            summary.new_rows += pc.sum(pc.not_equal(chunk.column(_SRC), 0)).as_py() or 0
+            table = chunk.drop_columns(_SRC)
+            if drop_deleted:
+                table = table.filter(pc.invert(table.column("deleted")))
+            for batch in table.to_batches(max_chunksize=batch_size):
                 outputs["all"].write(batch)
                 for kind in TYPES:
                     part = batch.filter(pc.equal(batch.column("type"), kind))
                     if part.num_rows:
+                        tally.add(kind, part)
                         schema = SCHEMAS[kind]
                         outputs[kind].write(pa.RecordBatch.from_arrays(
                             [part.column(f.name) for f in schema], schema=schema))  # fmt: skip
         for out in outputs.values():
             out.finish()
-        # 4. the renames (each file is old or new, never partial), then the folder
+        # The renames (each file is old or new, never partial), then the folder.
         for out in outputs.values():
             out.commit()
         fsync_directory(export_dir)
     except BaseException:
-        for out in [new_tmp, *outputs.values()]:
+        for out in outputs.values():
             out.abort()
         raise
-    new_tmp.abort()  # the temporary new rows are no longer needed
-    _summarise(summary, winners)
+    tally.close()
     summary.counts = builder.counts
-    # 5. content addresses and the data card
+    # Content addresses and the data card.
     for kind, name in FILES.items():
         path = export_dir / name
         info = FileInfo(name=name, rows=outputs[kind].rows, size=path.stat().st_size)
@@ -412,17 +517,6 @@ def export(
     summary.seconds = time.monotonic() - started
     write_atomic(export_dir / CARD, data_card(summary).encode("utf-8"), fsync=True)
     return summary
-
-
-def _summarise(summary: ExportSummary, winners: pa.Table) -> None:
-    summary.rows = winners.num_rows
-    for kind in TYPES:
-        of_type = winners.filter(pc.equal(winners.column("type"), kind))
-        deleted = pc.sum(of_type.column("deleted")).as_py() or 0
-        summary.by_type[kind] = {"rows": of_type.num_rows, "deleted": deleted, "live": of_type.num_rows - deleted}
-    for name, attr in (("crawled_at", "crawl_range"), ("last_modified", "modified_range")):
-        bounds = pc.min_max(winners.column(name)).as_py() if winners.num_rows else {"min": None, "max": None}
-        setattr(summary, attr, (bounds["min"], bounds["max"]))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
@@ -147,7 +148,7 @@ class ProvenancePipeline:
         ]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_child_environment()
             )
             out, err = await proc.communicate()
             if proc.returncode != 0:
@@ -246,3 +247,11 @@ class ProvenancePipeline:
         self.stats.inc_value(f"{STATS}/failed")
         logger.error("Provenance: relations of %(entity)s not recorded: %(error)s", {"entity": label, "error": message})
         raise StageFailed(STAGE, f"provenance stage failed for {label}: {message}")
+
+
+def _child_environment() -> dict[str, str]:
+    """This process's environment, with the folder (or egg) hfscraper was imported from first on PYTHONPATH: under
+    scrapyd the package lives in an egg that only the job's own process has on `sys.path`."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(constants.__file__)))
+    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}

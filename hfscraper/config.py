@@ -34,6 +34,15 @@ ratelimit.enabled           HFSCRAPER_RATELIMIT_ENABLED - pace requests by the H
 ratelimit.max_wait          HFSCRAPER_RATELIMIT_MAX_WAIT - the longest pause after a 429, in seconds
 ratelimit.reserve           HFSCRAPER_RATELIMIT_RESERVE - requests of each quota window left unspent
 ratelimit.max_429_retries   HFSCRAPER_RATELIMIT_MAX_429_RETRIES - retries of one request after 429s
+ratelimit.pacing            HFSCRAPER_RATELIMIT_PACING - pacers per process (``local``) or shared through Redis
+distributed.role            HFSCRAPER_DISTRIBUTED_ROLE - ``off``, ``discovery`` (walks listings) or ``worker``
+distributed.redis_url       HFSCRAPER_REDIS_URL - the Redis server discovery and workers share
+distributed.namespace       HFSCRAPER_DISTRIBUTED_NAMESPACE - prefix of every Redis key of a distributed crawl
+distributed.lease           HFSCRAPER_DISTRIBUTED_LEASE - seconds a silent worker's entities stay claimed
+distributed.max_in_flight   HFSCRAPER_DISTRIBUTED_MAX_IN_FLIGHT - entities one worker holds at once
+distributed.poll_interval   HFSCRAPER_DISTRIBUTED_POLL_INTERVAL - seconds between looks at an empty queue
+distributed.max_attempts    HFSCRAPER_DISTRIBUTED_MAX_ATTEMPTS - tries of an entity whose stages fail
+distributed.forever         HFSCRAPER_DISTRIBUTED_FOREVER - workers keep waiting after the listing is done
 progress.interval           HFSCRAPER_PROGRESS_INTERVAL - seconds between progress lines during a crawl (0: off)
 files.enabled               HFSCRAPER_FILES_ENABLED - download each entity's chosen files into its folder
 files.models                HFSCRAPER_FILES_MODELS - which files of a model (patterns, as allow_patterns)
@@ -447,6 +456,60 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "`RETRY_TIMES`: a 429 means \"not yet\", not that the request failed, and each retry waits for the "
         "pause first. A request's `max_retry_times` meta key overrides it.",
         minimum=0,
+    ),
+    Setting(
+        "ratelimit.pacing", "HFSCRAPER_RATELIMIT_PACING", ENUM, "auto",
+        "Where the pacers and 429 pauses live. `local`: in this process (one client identity per process). "
+        "`redis`: in Redis (`distributed.redis_url`), so that every process of a distributed crawl, on any "
+        "machine, spends one quota together: each send slot is reserved by an atomic script on Redis's clock. "
+        "`auto`: `redis` when `distributed.role` is `discovery` or `worker`, else `local`.",
+        choices=("auto", "local", "redis"),
+    ),
+    Setting(
+        "distributed.role", "HFSCRAPER_DISTRIBUTED_ROLE", ENUM, "off",
+        "Crawling on several machines through one Redis (scrapy-redis). `off`: one process does everything. "
+        "`discovery`: walk the listing (cursor chain and checkpoint as usual) and push each entity's listing "
+        "record to Redis; no entity stage runs. `worker`: take entities from Redis and run every stage "
+        "(per-entity requests, files, previews, CIDs, pins, provenance); any number may run, on any machine.",
+        choices=("off", "discovery", "worker"),
+    ),
+    Setting(
+        "distributed.redis_url", "HFSCRAPER_REDIS_URL", STR, "redis://127.0.0.1:6379/0",
+        "The Redis server shared by the discovery and the workers (`redis://[:password@]host:port/db`, "
+        "`rediss://` for TLS); given to scrapy-redis as `REDIS_URL`.",
+    ),
+    Setting(
+        "distributed.namespace", "HFSCRAPER_DISTRIBUTED_NAMESPACE", STR, "hfscraper",
+        "The prefix of every Redis key (`<namespace>:<spider>:queue`, ...): separate crawls may share one Redis "
+        "under different namespaces.",
+    ),
+    Setting(
+        "distributed.lease", "HFSCRAPER_DISTRIBUTED_LEASE", FLOAT, 30.0,
+        "Seconds a worker's claim on the entities it took lasts without a heartbeat (it renews it every third "
+        "of that). When a worker dies, any live worker puts its entities back into the queue once the lease "
+        "has run out.",
+        minimum=1,
+    ),
+    Setting(
+        "distributed.max_in_flight", "HFSCRAPER_DISTRIBUTED_MAX_IN_FLIGHT", INT, 16,
+        "Entities one worker takes from the queue and holds at once; more go to other workers.",
+        minimum=1,
+    ),
+    Setting(
+        "distributed.poll_interval", "HFSCRAPER_DISTRIBUTED_POLL_INTERVAL", FLOAT, 1.0,
+        "Seconds a worker waits before looking again at an empty queue.",
+        minimum=0.05,
+    ),
+    Setting(
+        "distributed.max_attempts", "HFSCRAPER_DISTRIBUTED_MAX_ATTEMPTS", INT, 3,
+        "How often a worker tries an entity whose stages fail (a failed file, an error) before it gives up on "
+        "it (`<namespace>:<spider>:failed` in Redis; the next crawl tries again).",
+        minimum=1,
+    ),
+    Setting(
+        "distributed.forever", "HFSCRAPER_DISTRIBUTED_FOREVER", BOOL, False,
+        "Workers keep waiting for work after the discovery has finished the listing. Off: a worker ends once "
+        "the listing is done and the queue and every worker's claimed entities are empty.",
     ),
     Setting(
         "progress.interval", "HFSCRAPER_PROGRESS_INTERVAL", FLOAT, 30.0,

@@ -85,6 +85,10 @@ EXTENSIONS: dict[str, int] = {
     "hfscraper.extensions.progress.RateLimitStateExtension": 520,
 }
 
+# Crawling on several machines (HFSCRAPER_DISTRIBUTED_ROLE): swaps the components above for a discovery process or a
+# worker of a distributed crawl; with the role `off` (the default) it changes nothing.
+ADDONS = {"hfscraper.distributed.addon.DistributedAddon": 0}
+
 # The Hub answers file downloads with redirects (to resolve-cache and to its CDN); Scrapy's media
 # pipelines ignore redirects unless told otherwise.
 MEDIA_ALLOW_REDIRECTS = True

@@ -34,7 +34,10 @@ retries therefore does not reach DownloaderStats (850) (no `downloader/response_
 under `hfscraper/ratelimit/429`.
 
 Pacers and pauses are shared by every crawler of the process (`scrapy crawlall` runs three), keyed by host:
-the Hub counts per client identity (its token, else its IP), and one process sends with one identity.
+the Hub counts per client identity (its token, else its IP), and one process sends with one identity. The middleware
+reaches them only through its pacing object (`LocalPacing`, over `SharedLimits`); in a distributed crawl, whose
+processes on several machines share one identity, `RedisPacing` (hfscraper/distributed/ratelimit.py) keeps the same
+pacers and pauses in Redis instead (HFSCRAPER_RATELIMIT_PACING).
 Requests already handed to the downloader when a 429 arrives (in flight, or queued behind a download
 delay) still go out; they get their own 429 and wait like the rest. On a graceful stop, requests still
 waiting are handed back to the scheduler (kept in JOBDIR when one is set) instead of holding up shutdown; a request
@@ -51,6 +54,9 @@ HFSCRAPER_RATELIMIT_ENABLED - turn the middleware on (default True; off leaves 4
 HFSCRAPER_RATELIMIT_MAX_WAIT - the longest pause after a 429, in seconds (default 600)
 HFSCRAPER_RATELIMIT_RESERVE - requests of each window left unspent (default 1)
 HFSCRAPER_RATELIMIT_MAX_429_RETRIES - how often one request is retried after 429s (default 10)
+HFSCRAPER_RATELIMIT_PACING - where the pacers and pauses live: `local` (this process, `LocalPacing`), `redis`
+    (shared by every process of a distributed crawl, `hfscraper.distributed.ratelimit.RedisPacing`), or `auto`
+    (default: `redis` when HFSCRAPER_DISTRIBUTED_ROLE is `discovery` or `worker`, else `local`)
 
 Stats:
 hfscraper/ratelimit/429 - 429 responses; hfscraper/ratelimit/paused_seconds - time the host was paused;
@@ -174,6 +180,77 @@ class SharedLimits:
 PROCESS_LIMITS = SharedLimits()
 
 
+class LocalPacing:
+    """The pacing of this process: `QuotaPacer`s and `HostPause`s kept in a `SharedLimits` (the default).
+
+    The middleware talks to its pacing only through these methods, so that another implementation (one shared
+    by several processes, `hfscraper.distributed.ratelimit.RedisPacing`) can replace it. Times are on the
+    middleware's clock.
+    """
+
+    def __init__(self, limits: SharedLimits, reserve: int) -> None:
+        self.limits = limits
+        self.reserve = reserve
+
+    def try_send(self, host: str, bucket: str, now: float) -> tuple[float, int | None]:
+        """`(now, sequence number)` when a request to the bucket may go now (it is counted as sent), else
+        `(when it may, None)`."""
+        pacer = self.limits.pacer(host, bucket, self.reserve)
+        ready_at = max(self.limits.pause(host).until, pacer.next_send_at(now))
+        if ready_at > now:
+            return ready_at, None
+        return now, pacer.sent_one(now)
+
+    def describe(self, host: str, bucket: str) -> str:
+        return repr(self.limits.pacer(host, bucket, self.reserve))
+
+    def observed(
+        self, host: str, bucket: str, seq: int, now: float, remaining: int, reset: float,
+        quota: int | None, window: float | None,
+    ) -> None:  # fmt: skip
+        self.limits.pacer(host, bucket, self.reserve).observed(seq, now, remaining, reset, quota=quota, window=window)
+
+    def forget(self, host: str, bucket: str, seq: int) -> None:
+        self.limits.pacer(host, bucket, self.reserve).forget(seq)
+
+    def answered(self, host: str) -> None:
+        """A response other than 429 came from *host*: the backoff starts over."""
+        self.limits.pause(host).in_a_row = 0
+
+    def rate_limited(self, host: str) -> int:
+        """A 429 came from *host*; returns its 429s in a row (for the backoff)."""
+        pause = self.limits.pause(host)
+        pause.in_a_row += 1
+        return pause.in_a_row
+
+    def pause_for(self, host: str, now: float, seconds: float) -> tuple[float, bool]:
+        """Pause *host* until *seconds* after *now* unless it is paused longer already; returns the seconds the
+        pause grew by (0: it did not) and whether the host was paused before."""
+        pause = self.limits.pause(host)
+        until = now + seconds
+        was_paused = pause.until > now
+        if until <= pause.until:
+            return 0.0, was_paused
+        added = until - max(pause.until, now)
+        pause.until = until
+        return added, was_paused
+
+
+#: HFSCRAPER_RATELIMIT_PACING values, and the distributed roles that make `auto` mean `redis`.
+PACINGS = ("auto", "local", "redis")
+_DISTRIBUTED_ROLES = ("discovery", "worker")
+
+
+def pacing_name(settings: Any) -> str:
+    """`local` or `redis`: HFSCRAPER_RATELIMIT_PACING, with `auto` resolved by HFSCRAPER_DISTRIBUTED_ROLE."""
+    name = settings.get("HFSCRAPER_RATELIMIT_PACING") or "auto"
+    if name not in PACINGS:
+        raise NotConfigured(f"HFSCRAPER_RATELIMIT_PACING must be one of {', '.join(PACINGS)}, not {name!r}")
+    if name == "auto":
+        return "redis" if settings.get("HFSCRAPER_DISTRIBUTED_ROLE") in _DISTRIBUTED_ROLES else "local"
+    return str(name)
+
+
 def request_key(request: Request) -> tuple[str, str]:
     """(host, bucket) of a request: host is `host[:port]`, lowercased."""
     parts = urlparse_cached(request)
@@ -226,6 +303,14 @@ class RateLimitDownloaderMiddleware:
             sleep = asyncio.sleep
         self.crawler = crawler
         self.limits = PROCESS_LIMITS if limits is None else limits
+        self.pacing: LocalPacing | Any
+        if limits is None and pacing_name(settings) == "redis":
+            # Imported here: redis-py is needed only by distributed crawls.
+            from hfscraper.distributed.ratelimit import RedisPacing
+
+            self.pacing = RedisPacing.from_settings(settings, self.reserve)
+        else:
+            self.pacing = LocalPacing(self.limits, self.reserve)
         self.clock = clock
         self.wall_clock = wall_clock
         self.sleep = sleep
@@ -261,14 +346,12 @@ class RateLimitDownloaderMiddleware:
             self._in_gate -= 1
 
     async def _wait_for_slot(self, request: Request, host: str, bucket: str) -> Request | None:
-        pacer = self.limits.pacer(host, bucket, self.reserve)
-        pause = self.limits.pause(host)
         async with self.limits.queue(host, bucket):
             waited = False
             while True:
                 now = self.clock()
-                ready_at = max(pause.until, pacer.next_send_at(now))
-                if ready_at <= now:
+                ready_at, seq = self.pacing.try_send(host, bucket, now)
+                if seq is not None:
                     break
                 if self._stopping():
                     if request.meta.get(UNSCHEDULED_META):
@@ -280,11 +363,13 @@ class RateLimitDownloaderMiddleware:
                     waited = True
                     self.stats.inc_value(f"{STATS_PREFIX}/waits")
                     logger.debug(
-                        "Waiting %(seconds).2f s before %(url)s (%(bucket)s bucket: %(pacer)r)",
-                        {"seconds": ready_at - now, "url": request.url, "bucket": bucket, "pacer": pacer},
-                    )
+                        "Waiting %(seconds).2f s before %(url)s (%(bucket)s bucket: %(pacer)s)",
+                        {
+                            "seconds": ready_at - now, "url": request.url, "bucket": bucket,
+                            "pacer": self.pacing.describe(host, bucket),
+                        },
+                    )  # fmt: skip
                 await self.sleep(min(ready_at - now, RECHECK_SECONDS))
-            seq = pacer.sent_one(now)
         request.meta[TICKET_META] = (host, bucket, seq)
         return None
 
@@ -303,19 +388,20 @@ class RateLimitDownloaderMiddleware:
         if ticket is None or request.meta.get("dont_ratelimit"):
             return response  # not sent through this middleware (opted out, or answered from a cache)
         host, bucket, seq = ticket
-        pacer = self.limits.pacer(host, bucket, self.reserve)
         now = self.clock()
         ratelimit = parse_ratelimit(_header(response, b"RateLimit"))
         policy = parse_ratelimit_policy(_header(response, b"RateLimit-Policy"))
         if ratelimit is None:
-            pacer.forget(seq)
+            self.pacing.forget(host, bucket, seq)
         elif ratelimit.bucket != bucket:
-            pacer.forget(seq)
+            self.pacing.forget(host, bucket, seq)
             self._bucket_mismatch(response, bucket, ratelimit.bucket)
         else:
             if policy is not None and policy.bucket != bucket:
                 policy = None
-            pacer.observed(
+            self.pacing.observed(
+                host,
+                bucket,
                 seq,
                 now,
                 ratelimit.remaining,
@@ -340,17 +426,16 @@ class RateLimitDownloaderMiddleware:
             if policy is not None:
                 self.stats.set_value(f"{STATS_PREFIX}/{bucket}/quota", policy.quota)
                 self.stats.set_value(f"{STATS_PREFIX}/{bucket}/window", policy.window)
-        pause = self.limits.pause(host)
         if response.status != 429:
-            pause.in_a_row = 0
+            self.pacing.answered(host)
             return response
-        return self._after_429(request, response, host, bucket, now, ratelimit, pause)
+        return self._after_429(request, response, host, bucket, now, ratelimit)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         ticket = request.meta.pop(TICKET_META, None)
         if ticket is not None:
             host, bucket, seq = ticket
-            self.limits.pacer(host, bucket, self.reserve).forget(seq)
+            self.pacing.forget(host, bucket, seq)
 
     def _after_429(
         self,
@@ -360,29 +445,25 @@ class RateLimitDownloaderMiddleware:
         bucket: str,
         now: float,
         ratelimit: Any,
-        pause: HostPause,
     ) -> Request | Response:
         self.stats.inc_value(f"{STATS_PREFIX}/429")
-        pause.in_a_row += 1
         seconds, why = pause_after_429(
             retry_after=_header(response, b"Retry-After"),
             remaining=ratelimit.remaining if ratelimit is not None else None,
             reset=ratelimit.reset if ratelimit is not None else None,
-            attempt=pause.in_a_row,
+            attempt=self.pacing.rate_limited(host),
             max_wait=self.max_wait,
             now_wall=self.wall_clock(),
         )
-        until = now + seconds
-        if until > pause.until:
-            added = until - max(pause.until, now)
+        added, was_paused = self.pacing.pause_for(host, now, seconds)
+        if added > 0:
             self.stats.inc_value(f"{STATS_PREFIX}/paused_seconds", round(added, 3), start=0)
-            log = logger.info if pause.until <= now else logger.debug
+            log = logger.debug if was_paused else logger.info
             log(
                 "Rate limited (429) on the %(bucket)s bucket of %(host)s: pausing every request to it for "
                 "%(seconds).1f s (%(why)s)",
                 {"bucket": bucket, "host": host, "seconds": seconds, "why": why},
             )
-            pause.until = until
         if request.meta.get("dont_retry", False):
             return response
         done = request.meta.get(RETRIES_META, 0)

@@ -50,6 +50,11 @@ hfscraper/spider/bad_item/<reason> - page elements skipped (`not_an_object`, `mi
 hfscraper/spider/base_models/<event> - `requested`, `merged`, `absent`, `failed`, `bad_response`,
 `skipped_non_plain_id`; hfscraper/spider/max_items_reached; hfscraper/spider/incomplete - listing pages
 lost. When a listing page is lost the crawl still drains, then closes with reason `listing_incomplete`.
+
+Distributed crawls (HFSCRAPER_DISTRIBUTED_ROLE, `hfscraper.distributed`): as `discovery` the spider walks the
+listing as above but leaves the `baseModels` requests to the workers (its items go to Redis); as `worker` it walks
+no listing: `start()` yields the entities the discovery queued (`RedisEntityWorker`) until the listing is done and
+drained.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from hfscraper import constants
+from hfscraper.distributed import ROLE_DISCOVERY, ROLE_WORKER, role_of
 from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.hub import (
     build_entity_url,
@@ -138,6 +144,10 @@ class HubListingSpider(Spider):
     repo_type: ClassVar[str]
     item_class: ClassVar[type[HubEntityItem]]
     expand_setting: ClassVar[str]
+
+    #: HFSCRAPER_DISTRIBUTED_ROLE (read in `_configure`), and the worker role's source of items.
+    distributed_role: str = "off"
+    work_source: Any = None
 
     #: The spider arguments this spider accepts (arguments starting with `_`, such as scrapyd's `_job`,
     #: are passed through untouched).
@@ -232,6 +242,7 @@ class HubListingSpider(Spider):
     def _configure(self, crawler: Crawler) -> None:
         """Read the settings once and merge them with the spider arguments (arguments win)."""
         settings = crawler.settings
+        self.distributed_role: str = role_of(settings)
         self.endpoint: str = normalize_endpoint(settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT)
         origin = urlsplit(self.endpoint)
         self._origin = (origin.scheme, origin.netloc.lower())
@@ -311,7 +322,17 @@ class HubListingSpider(Spider):
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    async def start(self) -> AsyncIterator[Request]:
+    async def start(self) -> AsyncIterator[Any]:
+        if self.distributed_role == ROLE_WORKER:
+            if self.work_source is None:
+                # Built here, not in from_crawler: Scrapy creates the spider before add-ons (DistributedAddon)
+                # complete the settings. Imported here: scrapy-redis is needed only by distributed crawls.
+                from hfscraper.distributed.worker import RedisEntityWorker
+
+                self.work_source = RedisEntityWorker(self, self.crawler)
+            async for output in self.work_source.start():
+                yield output
+            return
         session = self._crawl_session()
         since = session.since if session is not None else self.arguments.get("since")
         self._since_time = parse_hub_datetime(since) if since and since != "auto" else None
@@ -494,8 +515,8 @@ class HubListingSpider(Spider):
     # -- base models ----------------------------------------------------------------------------------------
 
     def _wants_base_models(self, item: HubEntityItem) -> bool:
-        if not self.fetch_base_models:
-            return False
+        if not self.fetch_base_models or self.distributed_role == ROLE_DISCOVERY:
+            return False  # (a discovery's workers make the per-entity requests)
         tags = item.tags if isinstance(item.tags, list) else ()
         if not any(isinstance(t, str) and t.startswith(constants.BASE_MODEL_TAG_PREFIX) for t in tags):
             return False
@@ -719,6 +740,8 @@ class HubListingSpider(Spider):
         self.stats.inc_value("hfscraper/spider/incomplete")
 
     def _spider_idle(self) -> None:
+        if self.distributed_role == ROLE_WORKER:
+            return  # a worker walks no listing: it is idle only once its queue is done and drained
         session = self._crawl_session()
         if session is not None and not self._incomplete and session.failed:
             self._mark_incomplete("the crawl state could not be written")

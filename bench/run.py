@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "cid": "bench.cid",
     "graph": "bench.graph",
     "export": "bench.export",
+    "crawl": "bench.crawl",
 }
 
 

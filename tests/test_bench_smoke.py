@@ -66,3 +66,31 @@ def test_export_bench_smoke(tmp_path: Path) -> None:
     by_type = details["incremental"]["by_type"]
     assert sum(c["deleted"] for c in by_type.values()) == changes["deleted"]
     assert "| export | peak_rss |" in markdown.read_text(encoding="utf-8")
+
+
+def test_crawl_bench_smoke(tmp_path: Path) -> None:
+    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--only", "crawl", "--results-dir", str(results),
+         "--markdown", str(markdown)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (written,) = results.glob("*.json")
+    payload = json.loads(written.read_text(encoding="utf-8"))
+    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "crawl"}
+    for run in ("hfscraper_meta", "hfscraper_files", "baseline_meta", "baseline_seq", "baseline_pool8"):
+        assert {f"lat0/{run}/{what}" for what in ("entities_per_s", "requests", "cpu_s", "peak_rss")} <= set(metrics)
+    assert {"lat0/ratio/hfscraper_files_vs_baseline_pool8", "memory/peak_rss_ratio"} <= set(metrics)
+    details = payload["details"]["crawl"]
+    assert details["smoke"] is True
+    runs = details["runs"]["lat0"]
+    # Every model listed, the baselines over their prefix; both sides fetched files and the replica counted them.
+    assert (
+        runs["hfscraper_meta"]["entities"] == runs["hfscraper_files"]["entities"] == runs["baseline_meta"]["entities"]
+    )
+    assert runs["baseline_seq"]["entities"] == runs["baseline_seq"]["prefix"]
+    for run in ("hfscraper_files", "baseline_seq", "baseline_pool8"):
+        assert runs[run]["files"] > 0 and runs[run]["requests"]["total"] > runs[run]["files"]
+    assert runs["hfscraper_files"]["cids"] == runs["hfscraper_files"]["entities"]
+    assert "| crawl | memory/peak_rss_ratio |" in markdown.read_text(encoding="utf-8")

@@ -65,7 +65,7 @@ def assert_no_token(out: Path, *logs: str) -> None:
 def test_progress_lines_and_status_after_a_complete_crawl(replica: ReplicaHandle, tmp_path: Path) -> None:
     out = tmp_path / "out"
     n = len(public(replica.truth, "model"))
-    first = run(replica, "models", out, HFSCRAPER_PROGRESS_INTERVAL="0.2")
+    first = run(replica, "models", out, HFSCRAPER_PROGRESS_INTERVAL="0.05")
     assert first.returncode == 0, first.stderr[-3000:]
     progress = [m for m in map(PROGRESS.search, first.stderr.splitlines()) if m]
     assert len(progress) >= 2, first.stderr[-3000:]

@@ -27,9 +27,7 @@ from scrapy.exceptions import CloseSpider
 from hfscraper.extensions.checkpoint import (
     STATE_ERROR_REASON,
     CheckpointExtension,
-    CrawlSession,
     _Opened,
-    enabled_stages,
     listing_keys,
 )
 from hfscraper.state import SharedStateStore, StateStore
@@ -74,16 +72,7 @@ class WorkerCheckpointExtension(CheckpointExtension):
             shared.release()
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
-        session = CrawlSession(
-            self.crawler,
-            shared,
-            opened,
-            output_dir=self.output_dir,
-            shape=str(getattr(spider, "shape", "")),
-            stages=enabled_stages(self.crawler),
-            lock=None,
-            deltafetch=self.deltafetch,
-        )
+        session = self.new_session(spider, shared, opened, None)
         # No pages: the chain is complete as it stands, so a run that ends `finished` completes the worker's crawl.
         session.tracker.register(0, 0, None, 0)
         session.tracker.advance()

@@ -631,7 +631,14 @@ class CheckpointExtension:
             _unlock(lock)
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
-        self.session = CrawlSession(
+        self.session = self.new_session(spider, shared, opened, lock)
+        self._log_start(opened, identity)
+
+    def new_session(
+        self, spider: Spider, shared: SharedStateStore, opened: _Opened, lock: IO[bytes] | None
+    ) -> CrawlSession:
+        """The session of an opened crawl (also the distributed worker's, which opens its crawl otherwise)."""
+        return CrawlSession(
             self.crawler,
             shared,
             opened,
@@ -641,7 +648,6 @@ class CheckpointExtension:
             lock=lock,
             deltafetch=self.deltafetch,
         )
-        self._log_start(opened, identity)
 
     def _log_start(self, opened: _Opened, identity: dict[str, Any]) -> None:
         session = self.session

@@ -6,6 +6,7 @@ memory (`getrusage(RUSAGE_CHILDREN).ru_maxrss`, which covers that one child only
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -85,6 +86,15 @@ def test_a_200_mib_file_streams_with_bounded_memory(replica: ReplicaHandle, tmp_
     assert peak < PEAK_LIMIT, f"peak resident memory {peak / 1e6:.0f} MB"
 
 
+def _part_sizes(partials: Path) -> list[int]:
+    """Sizes of the partial downloads now in *partials* (small files are renamed away between listing and stat)."""
+    sizes = []
+    for part in partials.glob("*.part") if partials.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append(part.stat().st_size)
+    return sizes
+
+
 def test_a_download_killed_midway_leaves_no_partial_file(replica: ReplicaHandle, tmp_path: Path) -> None:
     entity, big = big_entity(replica)
     out = tmp_path / "out"
@@ -99,7 +109,7 @@ def test_a_download_killed_midway_leaves_no_partial_file(replica: ReplicaHandle,
         deadline = time.monotonic() + 300
         caught = 0
         while time.monotonic() < deadline and proc.poll() is None:
-            sizes = [p.stat().st_size for p in partials.glob("*.part")] if partials.is_dir() else []
+            sizes = _part_sizes(partials)
             if sizes and max(sizes) > 10 * MIB:
                 caught = max(sizes)
                 break

@@ -19,22 +19,17 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
-from scrapy.commands import ScrapyCommand
-
-from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, validate_settings
+from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from hfscraper.extensions.checkpoint import state_location
+from hfscraper.offline_command import OfflineCommand
 
 if TYPE_CHECKING:
     import argparse
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_ENABLED": False}
-
+class Command(OfflineCommand):
     def syntax(self) -> str:
         return "[--from OUTPUT_DIR ...] [--drop-deleted|--flag-deleted] [--batch-size N] [--no-car]"
 
@@ -64,20 +59,15 @@ class Command(ScrapyCommand):
         parser.add_argument("--no-car", dest="car", action="store_false", default=None,
                             help="give each file's CID without writing its CAR")  # fmt: skip
 
-    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
-        super().process_options(args, opts)
-        assert self.settings is not None
-        validate_settings(self.settings)
-
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         settings = self.settings
         assert settings is not None
         if args:
-            self._fail(f"unexpected argument {args[0]!r} (use --from OUTPUT_DIR)", EXIT_USAGE)
+            self.fail(f"unexpected argument {args[0]!r} (use --from OUTPUT_DIR)", EXIT_USAGE)
             return
         batch_size = opts.batch_size if opts.batch_size is not None else settings.getint("HFSCRAPER_EXPORT_BATCH_SIZE")
         if batch_size < 1:
-            self._fail("--batch-size must be at least 1", EXIT_USAGE)
+            self.fail("--batch-size must be at least 1", EXIT_USAGE)
             return
         # Imported here, not at the top: Scrapy imports every command at start-up, and pyarrow (with numpy) would
         # add ~40 MB to every crawl's resident memory.
@@ -89,7 +79,7 @@ class Command(ScrapyCommand):
                 settings.set("HFSCRAPER_OUTPUT_DIR", given, priority="cmdline")
             state_file, output = state_location(settings)
             if not output.is_dir():
-                self._fail(f"no output folder {output} (crawl first, or name one with --from)", EXIT_INCOMPLETE)
+                self.fail(f"no output folder {output} (crawl first, or name one with --from)", EXIT_INCOMPLETE)
                 return
             sources.append(Source(output, state_file))
         export_dir = Path(os.path.expanduser(settings.get("HFSCRAPER_EXPORT_DIR") or "data/huggingface_hub_metadata"))
@@ -101,7 +91,7 @@ class Command(ScrapyCommand):
                 profile=settings.get("HFSCRAPER_IPFS_PROFILE") or "unixfs-v1-2025", car=car,
             )  # fmt: skip
         except (OSError, ValueError, sqlite3.Error) as exc:
-            self._fail(f"export failed: {exc}", EXIT_INCOMPLETE)
+            self.fail(f"export failed: {exc}", EXIT_INCOMPLETE)
             return
         types = ", ".join(f"{c['rows']} {t}s ({c['deleted']} deleted)" for t, c in summary.by_type.items())
         print(f"exported {summary.rows} entities to {export_dir}: {types}; {summary.new_rows} rows read, "
@@ -117,7 +107,3 @@ class Command(ScrapyCommand):
             if not key.startswith("extra/"):
                 print(f"  {key}: {count}", file=sys.stderr)
         self.exitcode = EXIT_OK
-
-    def _fail(self, message: str, code: int) -> None:
-        print(f"hfscraper: {message}", file=sys.stderr)
-        self.exitcode = code

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, validate_settings
+from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from hfscraper.extensions.checkpoint import state_location
+from hfscraper.offline_command import OfflineCommand
 from hfscraper.provenance.lineage import (
     DEFAULT_LIMIT,
     RELATIONS,
@@ -36,11 +36,7 @@ if TYPE_CHECKING:
     import argparse
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_ENABLED": False}
-
+class Command(OfflineCommand):
     def syntax(self) -> str:
         return "ID [--ancestors|--descendants|--both] [--depth N] [--relation R ...] [--type T] [--format F]"
 
@@ -111,11 +107,6 @@ class Command(ScrapyCommand):
                             help=f"list at most N entities under each one, then '… and K more' "
                                  f"(default {DEFAULT_LIMIT}; 0 lists all)")  # fmt: skip
 
-    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
-        super().process_options(args, opts)
-        assert self.settings is not None
-        validate_settings(self.settings)
-
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         if len(args) != 1:
@@ -124,20 +115,20 @@ class Command(ScrapyCommand):
         if relations is None and opts.relation:
             return
         if opts.depth is not None and opts.depth < 0:
-            self._fail("--depth must be 0 or more", EXIT_USAGE)
+            self.fail("--depth must be 0 or more", EXIT_USAGE)
             return
         if opts.limit < 0:
-            self._fail("--limit must be 0 (no limit) or more", EXIT_USAGE)
+            self.fail("--limit must be 0 (no limit) or more", EXIT_USAGE)
             return
         _, output = state_location(self.settings)
         try:
             graph = load_graph(Path(output))
             root = resolve(graph, args[0], opts.entity_type)
         except UnknownEntityError as exc:
-            self._fail(str(exc), EXIT_USAGE)
+            self.fail(str(exc), EXIT_USAGE)
             return
         except LineageError as exc:
-            self._fail(str(exc), EXIT_INCOMPLETE)
+            self.fail(str(exc), EXIT_INCOMPLETE)
             return
         direction = opts.direction or "both"
         directions = ("ancestors", "descendants") if direction == "both" else (direction,)
@@ -154,10 +145,6 @@ class Command(ScrapyCommand):
         wanted = {part.strip() for value in given for part in value.split(",") if part.strip()}
         unknown = sorted(wanted - set(RELATIONS))
         if unknown:
-            self._fail(f"unknown relation {', '.join(unknown)} (known: {', '.join(RELATIONS)})", EXIT_USAGE)
+            self.fail(f"unknown relation {', '.join(unknown)} (known: {', '.join(RELATIONS)})", EXIT_USAGE)
             return None
         return frozenset(wanted)
-
-    def _fail(self, message: str, code: int) -> None:
-        print(f"hfscraper: {message}", file=sys.stderr)
-        self.exitcode = code

@@ -23,15 +23,14 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from scrapy.commands import ScrapyCommand
-
-from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, validate_settings
+from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK
 from hfscraper.extensions.checkpoint import listing_is_locked, state_location
 from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.items import format_hub_datetime
+from hfscraper.offline_command import OfflineCommand
 from hfscraper.state import CrawlRow, StateError, StateStore, parse_time
 
 if TYPE_CHECKING:
@@ -234,11 +233,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_ENABLED": False}
-
+class Command(OfflineCommand):
     def syntax(self) -> str:
         return "[--json]"
 
@@ -248,11 +243,6 @@ class Command(ScrapyCommand):
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
-        super().process_options(args, opts)
-        assert self.settings is not None
-        validate_settings(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None

@@ -2,12 +2,14 @@
 
 `asyncio.to_thread` costs tens of microseconds of CPU per call (and a GIL hand-over each way), which is
 more than the work itself when the work is "check that this 1.6 KB file is unchanged". `ThreadBatcher`
-groups the calls made during one event-loop turn into one worker-thread call.
+groups the calls made during one event-loop turn into one worker-thread call (and, given a function that
+runs a whole group, into one transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -23,9 +25,24 @@ class ThreadBatcher(Generic[_A, _R]):
     Needs a running asyncio loop (Scrapy's default asyncio reactor).
     """
 
-    def __init__(self, func: Callable[[_A], _R], max_size: int = 64) -> None:
+    def __init__(
+        self,
+        func: Callable[[_A], _R] | None,
+        max_size: int = 64,
+        *,
+        batch_func: Callable[[list[_A]], list[tuple[bool, Any]]] | None = None,
+        submit: Callable[[Callable[[list[_A]], list[tuple[bool, Any]]], list[_A]], concurrent.futures.Future[Any]]
+        | None = None,
+    ) -> None:
+        """*batch_func* runs a whole group and returns `(True, result)` or `(False, exception)` per argument
+        (default: *func* on each argument); *submit* runs it somewhere and returns a future (default: asyncio's
+        default executor), e.g. the one thread that owns a SQLite connection."""
+        if func is None and batch_func is None:
+            raise TypeError("ThreadBatcher needs func or batch_func")
         self.func = func
         self.max_size = max_size
+        self._run_batch = batch_func or self._run
+        self._submit = submit
         self._pending: list[tuple[_A, asyncio.Future[_R]]] = []
         self._scheduled = False
         self._running: set[asyncio.Future[Any]] = set()
@@ -46,11 +63,16 @@ class ThreadBatcher(Generic[_A, _R]):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        task = asyncio.ensure_future(asyncio.to_thread(self._run, [arg for arg, _ in batch]))
+        args = [arg for arg, _ in batch]
+        if self._submit is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._run_batch, args))
+        else:
+            task = asyncio.wrap_future(self._submit(self._run_batch, args))
         self._running.add(task)
         task.add_done_callback(lambda t: self._done(t, batch))
 
     def _run(self, args: list[_A]) -> list[tuple[bool, Any]]:
+        assert self.func is not None
         results: list[tuple[bool, Any]] = []
         for arg in args:
             try:

@@ -43,6 +43,7 @@ distributed.max_in_flight   HFSCRAPER_DISTRIBUTED_MAX_IN_FLIGHT - entities one w
 distributed.poll_interval   HFSCRAPER_DISTRIBUTED_POLL_INTERVAL - seconds between looks at an empty queue
 distributed.max_attempts    HFSCRAPER_DISTRIBUTED_MAX_ATTEMPTS - tries of an entity whose stages fail
 distributed.forever         HFSCRAPER_DISTRIBUTED_FOREVER - workers keep waiting after the listing is done
+memory.mmap_threshold       HFSCRAPER_MEMORY_MMAP_THRESHOLD - glibc mmap threshold: a crawl's RSS stays flat (0: off)
 progress.interval           HFSCRAPER_PROGRESS_INTERVAL - seconds between progress lines during a crawl (0: off)
 files.enabled               HFSCRAPER_FILES_ENABLED - download each entity's chosen files into its folder
 files.models                HFSCRAPER_FILES_MODELS - which files of a model (patterns, as allow_patterns)
@@ -510,6 +511,15 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "distributed.forever", "HFSCRAPER_DISTRIBUTED_FOREVER", BOOL, False,
         "Workers keep waiting for work after the discovery has finished the listing. Off: a worker ends once "
         "the listing is done and the queue and every worker's claimed entities are empty.",
+    ),
+    Setting(
+        "memory.mmap_threshold", "HFSCRAPER_MEMORY_MMAP_THRESHOLD", INT, 128 * 1024,
+        "Memory blocks of at least this many bytes get pages of their own from the system (glibc's "
+        "`M_MMAP_THRESHOLD`, set when a crawl starts), so a crawl's resident memory stays flat however many "
+        "entities it stores. glibc's default moves the threshold up to the largest block freed (listing pages "
+        "are megabytes), after which those blocks fragment the heap and it grows for the whole crawl. 0 leaves "
+        "glibc's default; ignored by other C libraries.",
+        minimum=0, maximum=32 * 1024 * 1024,
     ),
     Setting(
         "progress.interval", "HFSCRAPER_PROGRESS_INTERVAL", FLOAT, 30.0,

@@ -21,12 +21,14 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def _temp_name(path: Path) -> Path:
-    # Unique per process, thread and call; O_EXCL below refuses any leftover of the same name.
-    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_counter)}.part")
+def _temp_name(path: str | os.PathLike[str]) -> str:
+    # Unique per process, thread and call; O_EXCL below refuses any leftover of the same name. Plain strings:
+    # pathlib interns every name it parses, and these are all different.
+    name = f"{TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_counter)}.part"
+    return os.path.join(os.path.dirname(path), name)
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_directory(path: str | os.PathLike[str]) -> None:
     """Flush a directory's entries (a rename or a new file inside it) to disk, where the OS allows it."""
     try:
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
@@ -40,7 +42,7 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = False) -> None:
     """Replace *path* with *data* atomically: a temporary file in the same folder, then `os.replace`.
 
     Readers see the old content or the new one, never a mix. With *fsync*, the data and the rename are
@@ -60,10 +62,10 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
             os.unlink(tmp)
         raise
     if fsync:
-        fsync_directory(path.parent)
+        fsync_directory(os.path.dirname(path) or ".")
 
 
-def same_content(path: Path, data: bytes) -> bool:
+def same_content(path: str | os.PathLike[str], data: bytes) -> bool:
     """True when *path* is a regular file holding exactly *data*."""
     try:
         if os.stat(path).st_size != len(data):
@@ -113,3 +115,36 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def sweep_dead_temp_files(folder: Path, *, prefixes: tuple[str, ...] = (TEMP_PREFIX,), suffix: str = "") -> int:
+    """Remove the temporary files that processes no longer running left in *folder*; how many were removed.
+
+    A temporary file's name is one of *prefixes*, then its writer's pid and a `-`, and ends with *suffix*; files
+    of this process or of a live one are kept (one may be about to be renamed), and so is anything else. The folder
+    is read lazily (`os.scandir`): it may hold every entity's file, and memory must not grow with their number.
+    """
+    removed = 0
+    mine = os.getpid()
+    try:
+        entries = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(suffix):
+                continue
+            for prefix in prefixes:
+                digits, dash, _ = name[len(prefix) :].partition("-") if name.startswith(prefix) else ("", "", "")
+                if dash and digits.isdigit():
+                    break
+            else:
+                continue
+            pid = int(digits)
+            if pid == mine or process_alive(pid) or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed

@@ -86,6 +86,8 @@ EXTENSIONS: dict[str, int] = {
     "hfscraper.extensions.progress.ProgressExtension": 510,
     # The rate-limit budget seen last, per host and bucket, in the crawl state (for `scrapy status`).
     "hfscraper.extensions.progress.RateLimitStateExtension": 520,
+    # A fixed glibc mmap threshold (HFSCRAPER_MEMORY_MMAP_THRESHOLD): resident memory stays flat over a long crawl.
+    "hfscraper.extensions.memory.MemoryExtension": 100,
 }
 
 # Crawling on several machines (HFSCRAPER_DISTRIBUTED_ROLE): swaps the components above for a discovery process or a

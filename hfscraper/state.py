@@ -56,8 +56,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from scrapy.exceptions import DropItem
-
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
@@ -83,17 +81,14 @@ STAGE_PIPELINES: Final[dict[str, str]] = {
 }
 
 
-class StageFailed(DropItem):
-    """Raised by a stage's pipeline when the entity could not be completed and must be tried again.
+def __getattr__(name: str) -> Any:
+    # `StageFailed` lived here: still importable from this module, without loading Scrapy for the many users of
+    # the state that need none of it (the provenance rebuild child, `scrapy status`, the export).
+    if name == "StageFailed":
+        from hfscraper.pipelines import StageFailed
 
-    The item is dropped (no later pipeline, no feed row, not recorded in the state), and its listing page
-    counts as failed: the checkpoint stops before it, the crawl cannot complete, and the next run reads that
-    page again. Logged by Scrapy at DEBUG only: the pipeline logs its own one-line reason.
-    """
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(message, log_level="DEBUG")
-        self.stage = stage
+        return StageFailed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _T = TypeVar("_T")

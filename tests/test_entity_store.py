@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import unicodedata
 from pathlib import Path
@@ -277,16 +279,20 @@ def test_distinct_ids_get_distinct_folders(tmp_path: Path) -> None:
     assert len(list((tmp_path / "models").iterdir())) == 2 * len(pairs)
 
 
-def test_planted_symlink_is_not_followed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["outside", "sibling", "dangling"])
+def test_planted_symlink_is_not_followed(tmp_path: Path, target: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     output = tmp_path / "out"
-    (output / "models").mkdir(parents=True)
-    os.symlink(outside, output / "models" / "evil__model")
+    (output / "models" / "other__model").mkdir(parents=True)
+    # A link out of the output folder, to another entity's folder inside it, or to nothing (yet).
+    link_to = {"outside": outside, "sibling": output / "models" / "other__model", "dangling": tmp_path / "nothing"}
+    os.symlink(link_to[target], output / "models" / "evil__model")
     pipeline = make_pipeline(output)
     (result,) = process(pipeline, ModelItem.from_api({"id": "evil/model"}))
     assert isinstance(result, DropItem)
-    assert os.listdir(outside) == []
+    assert os.listdir(outside) == [] and os.listdir(output / "models" / "other__model") == []
+    assert not (tmp_path / "nothing").exists()
     assert stat(pipeline, "hfscraper/store/refused/outside_output_dir") == 1
 
 
@@ -349,6 +355,39 @@ def test_leftover_temp_file_does_not_block_writes(tmp_path: Path) -> None:
     assert path.read_bytes() == b"2"
 
 
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_sweep_dead_temp_files_keeps_live_and_foreign_names(tmp_path: Path) -> None:
+    dead, mine, live = _dead_pid(), os.getpid(), os.getppid()
+    p = fsutil.TEMP_PREFIX
+    names = {
+        f"{p}{dead}-1-2.part": False,  # a dead writer's: removed
+        f"{p}{dead}-provenance_graph.json.part": False,
+        f"{dead}-7.part": True,  # bare pid, but this sweep wants the prefix
+        f"{p}{mine}-1-3.part": True,  # this process's own, maybe about to be renamed
+        f"{p}{live}-1-4.part": True,  # a live process's
+        f"{p}x{dead}-1.part": True,  # no pid where the pid goes
+        f"{p}{dead}": True,  # no `-` after the pid
+        "model.json": True,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / f"{p}{dead}-dir").mkdir()  # only files are removed
+    assert fsutil.sweep_dead_temp_files(tmp_path) == 2
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted(
+        [*(n for n, kept in names.items() if kept), f"{p}{dead}-dir"]
+    )
+    # Several prefixes and a suffix (the CAR scratch folder: both forms; partial downloads: `.part` only).
+    assert fsutil.sweep_dead_temp_files(tmp_path, prefixes=("",), suffix=".json") == 0
+    assert fsutil.sweep_dead_temp_files(tmp_path, prefixes=(p, ""), suffix=".part") == 1
+    assert not (tmp_path / f"{dead}-7.part").exists()
+    assert fsutil.sweep_dead_temp_files(tmp_path / "missing") == 0
+    assert fsutil.sweep_dead_temp_files(tmp_path / "model.json") == 0
+
+
 # -- throughput (recorded in the report; kept loose so slow CI machines pass) -----------------------------
 
 
@@ -394,8 +433,8 @@ def test_thread_batcher_groups_calls_and_isolates_errors() -> None:
         return n * 2
 
     batcher: ThreadBatcher[int, int] = ThreadBatcher(work, max_size=64)
-    real_run = batcher._run
-    batcher._run = lambda args: (calls.append(list(args)), real_run(args))[1]  # type: ignore[method-assign]
+    real_run = batcher._run_batch
+    batcher._run_batch = lambda args: (calls.append(list(args)), real_run(args))[1]
 
     async def go() -> list[Any]:
         return await asyncio.gather(*(batcher(n) for n in range(200)), return_exceptions=True)
@@ -408,6 +447,50 @@ def test_thread_batcher_groups_calls_and_isolates_errors() -> None:
             assert result == n * 2
     assert [len(c) for c in calls] == [64, 64, 64, 8]
     assert sorted(x for c in calls for x in c) == list(range(200))
+
+
+def test_thread_batcher_runs_whole_groups_where_it_is_told() -> None:
+    """A group function (one transaction per group, say) on a given executor (the one thread that owns a
+    connection): one submission per event-loop turn, each caller gets its own result or exception."""
+    import concurrent.futures
+
+    from hfscraper.batching import ThreadBatcher
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="owner")
+    groups: list[tuple[str, list[int]]] = []
+
+    def run_group(args: list[int]) -> list[tuple[bool, Any]]:
+        groups.append((threading.current_thread().name, list(args)))
+        return [(False, KeyError(n)) if n == 5 else (True, -n) for n in args]
+
+    batcher: ThreadBatcher[int, int] = ThreadBatcher(None, max_size=8, batch_func=run_group, submit=executor.submit)
+
+    async def go() -> tuple[list[Any], list[Any]]:
+        first = await asyncio.gather(*(batcher(n) for n in range(10)), return_exceptions=True)
+        second = await asyncio.gather(batcher(20), batcher(21))
+        return first, second
+
+    try:
+        first, second = asyncio.run(go())
+    finally:
+        executor.shutdown()
+    assert [r if not isinstance(r, KeyError) else "error" for r in first] == [
+        0,
+        -1,
+        -2,
+        -3,
+        -4,
+        "error",
+        -6,
+        -7,
+        -8,
+        -9,
+    ]
+    assert second == [-20, -21]
+    assert [args for _, args in groups] == [list(range(8)), [8, 9], [20, 21]]
+    assert all(name.startswith("owner") for name, _ in groups)
+    with pytest.raises(TypeError):
+        ThreadBatcher(None)
 
 
 def test_pipeline_batches_disk_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,9 +16,10 @@ from hfscraper.ipfs import PROFILES, directory_cid, file_cid, read_car, unpack_c
 from hfscraper.ipfs.kubo import KuboRpcClient
 from hfscraper.ipfs.pins import entity_cids, pin_of
 from hfscraper.items import ModelItem
+from hfscraper.pipelines import StageFailed
 from hfscraper.pipelines.entity_store import EntityStorePipeline
 from hfscraper.pipelines.ipfs import CID_FILE, IpfsPipeline
-from hfscraper.state import EntityRecord, StageFailed, StateStore
+from hfscraper.state import EntityRecord, StateStore
 from tests.support.ipfs_node import IpfsNode, free_port, ipfs_node_fixture
 
 ipfs_node = ipfs_node_fixture()

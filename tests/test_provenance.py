@@ -19,7 +19,7 @@ from hfscraper.pipelines.provenance import ProvenancePipeline, current_id_from_r
 from hfscraper.provenance.extract import MAX_LINKS, Edge, extract
 from hfscraper.provenance.graph import ProvenanceGraphMissing, graph_from_state, read_graph
 from hfscraper.provenance.outputs import rebuild
-from hfscraper.provenance.store import record_alias, record_entity
+from hfscraper.provenance.store import record_alias, record_entity, record_entity_batch
 from hfscraper.state import StateStore, state_file_path
 
 
@@ -193,6 +193,24 @@ def test_an_entity_s_edges_are_replaced_as_a_whole(store: StateStore) -> None:
     assert _edges(store) == {("model:me/m", "model:org/b", "quantized", ("tag",))}
 
 
+def test_a_batch_is_one_transaction_and_a_bad_entity_fails_alone(store: StateStore) -> None:
+    good = [extract("model", {"id": f"o/m{n}", "tags": [f"base_model:finetune:o/b{n}"]}) for n in range(3)]
+    assert record_entity_batch(store, [(e, "t1") for e in good]) == [(True, None)] * 3
+    assert store.db.execute("SELECT count(*) FROM provenance_nodes").fetchone()[0] == 3
+    # A node attribute SQLite cannot store: the batch's transaction fails, then each entity is recorded alone.
+    bad = extract("model", {"id": "o/bad"})
+    bad.node["downloads"] = {"not": "a number"}
+    again = [extract("model", {"id": "o/m0", "tags": ["base_model:quantized:o/q"]}), bad, good[2]]
+    results = record_entity_batch(store, [(e, "t2") for e in again])
+    assert [ok for ok, _ in results] == [True, False, True]
+    assert "not supported" in str(results[1][1])
+    assert not store.db.in_transaction
+    ids = [r[0] for r in store.db.execute("SELECT id FROM provenance_nodes ORDER BY id")]
+    assert ids == ["o/m0", "o/m1", "o/m2"]
+    assert ("model:o/m0", "model:o/q", "quantized", ("tag",)) in _edges(store)
+    assert not any(u == "model:o/m0" and v == "model:o/b0" for u, v, _, _ in _edges(store))
+
+
 def test_reverse_links_yield_to_the_space_s_own_list(store: StateStore) -> None:
     record_entity(store, extract("model", {"id": "org/m", "spaces": ["u/s1", "u/s2"]}), "t")
     assert _edges(store) == {
@@ -244,6 +262,62 @@ def test_rebuild_writes_atomically_and_removes_stale_entity_files(store: StateSt
     }
     assert graph.nodes["model:o/m1"]["id"] == "o/m1"
     assert not list((out / "provenance").rglob(".hfscraper-tmp-*"))
+
+
+# -- the rebuild command (`python -m hfscraper.provenance rebuild`) ------------------------------------------
+
+_RUN_REBUILD = """
+import json, runpy, sys
+sys.argv = ["hfscraper.provenance", *sys.argv[1:]]
+try:
+    runpy.run_module("hfscraper.provenance", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "scrapy_loaded": "scrapy" in sys.modules}))
+"""
+
+
+def _rebuild_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str, str]:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HFSCRAPER_")}
+    clean["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)  # run outside the project folder
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_REBUILD, "rebuild", *args], cwd=tmp_path, env={**clean, **(env or {})},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    return json.loads(lines[-1]), "\n".join(lines[:-1]), done.stderr
+
+
+def test_rebuild_command_as_the_crawl_runs_it_reads_no_configuration(store: StateStore, tmp_path: Path) -> None:
+    record_entity(store, extract("model", {"id": "o/m", "tags": ["base_model:finetune:o/base"]}), "t")
+    out = tmp_path / "out"
+    # A settings file the child must not read: the crawl passes everything it needs.
+    (tmp_path / "scrapy.cfg").write_text("[settings]\ndefault = hfscraper.settings\n")
+    (tmp_path / "settings.toml").write_text("[progress]\ninterval = -1\n")
+    args = ("--output-dir", str(out), "--state-file", str(store.path), "--no-fsync", "--json")
+    result, stdout, stderr = _rebuild_cli(tmp_path, *args)
+    assert result == {"code": 0, "scrapy_loaded": False}, stderr
+    summary = json.loads(stdout)
+    assert (summary["nodes"], summary["stubs"], summary["edges"]) == (2, 1, 1)
+    assert read_graph(out).has_edge("model:o/m", "model:o/base")
+    # Leave out one of the three and the configuration is read (here: invalid, exit code 2, one line).
+    result, _, stderr = _rebuild_cli(tmp_path, *args[:4])
+    assert result["code"] == 2 and "interval" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_rebuild_command_from_the_configuration(store: StateStore, tmp_path: Path) -> None:
+    record_entity(store, extract("model", {"id": "o/m"}), "t")
+    env = {"HFSCRAPER_OUTPUT_DIR": str(tmp_path / "out"), "HFSCRAPER_STATE_DIR": str(tmp_path / "state")}
+    result, stdout, stderr = _rebuild_cli(tmp_path, env=env)
+    assert result["code"] == 0, stderr
+    assert stdout.startswith(f"{tmp_path / 'out' / 'provenance'}: 1 nodes (0 stubs), 0 edges")
+    result, _, stderr = _rebuild_cli(tmp_path, env={**env, "HFSCRAPER_OUTPUT_DIR": str(tmp_path / "elsewhere")})
+    assert result["code"] == 1 and stderr.startswith(f"no crawl state for {tmp_path / 'elsewhere'}")
 
 
 def test_edge_tuple_shape() -> None:

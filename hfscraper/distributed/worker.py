@@ -48,7 +48,8 @@ from hfscraper.distributed.queue import EntityWorkQueue
 from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.deltafetch import DUPLICATE, UNCHANGED, judge
-from hfscraper.state import StageFailed, StateStore, item_version
+from hfscraper.pipelines import StageFailed
+from hfscraper.state import StateStore, item_version
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.exporters.schema import ALL_SCHEMA, SCHEMAS, TYPES, RowBuilder, describe
-from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, write_atomic
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, sweep_dead_temp_files, write_atomic
 from hfscraper.hub import HostileIdError
 from hfscraper.ipfs import DEFAULT_PROFILE, file_cid, write_car
 from hfscraper.state import entity_folder
@@ -240,14 +240,7 @@ def _row(
 
 def sweep_temp_files(folder: Path) -> int:
     """Remove temporary files that killed exports left in *folder* (and its CAR folder); how many."""
-    removed = 0
-    for path in [*folder.glob(f"{TEMP_PREFIX}*"), *(folder / CAR_FOLDER).glob(f"{TEMP_PREFIX}*")]:
-        digits = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if digits.isdigit() and int(digits) != os.getpid() and not process_alive(int(digits)):
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-    return removed
+    return sweep_dead_temp_files(folder) + sweep_dead_temp_files(folder / CAR_FOLDER)
 
 
 class _TempParquet:

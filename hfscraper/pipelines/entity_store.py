@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
@@ -163,10 +164,17 @@ class EntityStorePipeline:
         root; raises OutsideOutputDirError otherwise."""
         root = self.type_root(repo_type)
         candidate = root / folder
-        resolved = Path(os.path.realpath(candidate))
-        if resolved.parent != root or resolved.name != folder or folder in ("", ".", ".."):
-            raise OutsideOutputDirError(f"{candidate} resolves to {resolved}, outside {root}")
-        return resolved
+        if folder in ("", ".", "..") or os.sep in folder or (os.altsep and os.altsep in folder):
+            raise OutsideOutputDirError(f"{candidate} is not a folder name inside {root}")
+        # The root is resolved and *folder* is one plain name, so only the folder itself can lead elsewhere: one
+        # lstat instead of os.path.realpath's walk over every component (it runs for every entity).
+        try:
+            is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return candidate
+        if is_link:
+            raise OutsideOutputDirError(f"{candidate} is a symbolic link (to {os.path.realpath(candidate)})")
+        return candidate
 
     def store(self, repo_type: str, folder: str, data: bytes, repo_id: str) -> bool:
         """Write `metadata.json` unless unchanged; True if written. Raises OutsideOutputDirError or

@@ -50,7 +50,7 @@ that could not be fetched again) is removed (`hfscraper/files/pruned`).
 
 **Outcome.** `item.files` lists, per chosen file, `{"path", "size", "sha256", "blob_sha1", "lfs", "status",
 "reason"}` (status `downloaded`, `unchanged`, `skipped` or `failed`). If any file failed, the entity is dropped
-with `hfscraper.state.StageFailed` after the others are in place: no later pipeline and no feed sees it, its
+with `hfscraper.pipelines.StageFailed` after the others are in place: no later pipeline and no feed sees it, its
 listing page is held back, the crawl ends incomplete (exit code 1) and the next run tries the entity again.
 Skipped files do not fail an entity: they are the outcome (the crawl state records the stage as done).
 
@@ -87,11 +87,12 @@ from hfscraper import constants
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.file_records import record_files
-from hfscraper.fsutil import TEMP_PREFIX, fsync_directory, process_alive
+from hfscraper.fsutil import TEMP_PREFIX, fsync_directory, sweep_dead_temp_files
 from hfscraper.hub import entity_folder_name, is_plain_id, normalize_endpoint
 from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.auth import hub_refusal, origin_of
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
+from hfscraper.pipelines import StageFailed
 from hfscraper.repofiles import (
     RESERVED_NAMES,
     FileHasher,
@@ -105,7 +106,7 @@ from hfscraper.repofiles import (
     select_files,
     strip_etag,
 )
-from hfscraper.state import SharedStateStore, StageFailed, utc_now
+from hfscraper.state import SharedStateStore, utc_now
 from hfscraper.streaming import BodyStreamer, StreamError, remove_quietly
 
 if TYPE_CHECKING:
@@ -764,22 +765,7 @@ def prune_entity_folder(folder: Path, kept: Iterable[str]) -> int:
 
 def sweep_temp_dir(tmp_dir: Path) -> int:
     """Remove the partial downloads (`<pid>-<n>.part`) of processes that are no longer running."""
-    removed = 0
-    try:
-        names = os.listdir(tmp_dir)
-    except FileNotFoundError:
-        return 0
-    for name in names:
-        pid_text = name.split("-", 1)[0]
-        if not (name.endswith(".part") and pid_text.isdigit()):
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid() or process_alive(pid):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_dir / name)
-            removed += 1
-    return removed
+    return sweep_dead_temp_files(tmp_dir, prefixes=("",), suffix=".part")
 
 
 __all__ = [

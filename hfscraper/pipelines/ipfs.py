@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -61,7 +60,13 @@ from scrapy.utils.asyncio import is_asyncio_available
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.exceptions import IpfsCidMismatchError, IpfsError, IpfsPinError
 from hfscraper.extensions.checkpoint import state_location
-from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, write_if_changed
+from hfscraper.fsutil import (
+    TEMP_PREFIX,
+    ensure_directory,
+    fsync_directory,
+    sweep_dead_temp_files,
+    write_if_changed,
+)
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.ipfs import directory_cid, file_cid, write_car
 from hfscraper.ipfs.backends import IpfsBackend, build_backend, car_root
@@ -79,7 +84,8 @@ from hfscraper.ipfs.pins import (
 )
 from hfscraper.ipfs.profiles import get_profile
 from hfscraper.items import HubEntityItem
-from hfscraper.state import TOMBSTONE_FILE, SharedStateStore, StageFailed, utc_now
+from hfscraper.pipelines import StageFailed
+from hfscraper.state import TOMBSTONE_FILE, SharedStateStore, utc_now
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -177,19 +183,7 @@ def _write_car(
 def sweep_scratch(scratch_dir: Path) -> int:
     """Remove what killed processes left in the CAR scratch folder (names start with their pid, or with the
     atomic-write prefix and the pid); how many files were removed."""
-    try:
-        names = os.listdir(scratch_dir)
-    except FileNotFoundError:
-        return 0
-    removed = 0
-    for name in names:
-        digits = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if not digits.isdigit() or int(digits) == os.getpid() or process_alive(int(digits)):
-            continue
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(scratch_dir / name)
-            removed += 1
-    return removed
+    return sweep_dead_temp_files(scratch_dir, prefixes=(TEMP_PREFIX, ""))
 
 
 class IpfsPipeline:

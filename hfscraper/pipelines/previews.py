@@ -25,7 +25,7 @@ viewer's message), `not_implemented` (501), `bad_response` (a 200 that is not th
 split whose rows cannot be streamed, sizes not computed yet).
 
 A crawl that stops (Ctrl-C, SIGTERM) while a dataset's preview is being asked for drops that entity
-(`hfscraper.state.StageFailed`): nothing half-asked is recorded, and the next run asks again.
+(`hfscraper.pipelines.StageFailed`): nothing half-asked is recorded, and the next run asks again.
 
 The token is never sent to the viewer (`HubAuthDownloaderMiddleware` adds it to the Hub's origin only; a viewer
 URL on the Hub's own origin is refused at start). Requests go through Scrapy's downloader with `dont_retry`:
@@ -74,7 +74,7 @@ from hfscraper.hub import HostileIdError, entity_folder_name, normalize_endpoint
 from hfscraper.items import DatasetItem, HubEntityItem, SpaceItem
 from hfscraper.middlewares.auth import origin_of
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
-from hfscraper.state import StageFailed
+from hfscraper.pipelines import StageFailed
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

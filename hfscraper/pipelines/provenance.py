@@ -28,6 +28,7 @@ hfscraper/provenance/rebuild/nodes|edges|stubs|seconds, hfscraper/provenance/reb
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -40,16 +41,20 @@ from scrapy import Request, signals
 from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured
 
 from hfscraper import constants
+from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.hub import build_entity_url, normalize_endpoint
 from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
-from hfscraper.provenance.extract import extract
-from hfscraper.provenance.store import is_crawled, known_alias, record_alias, record_entity
-from hfscraper.state import SharedStateStore, StageFailed, StateError, utc_now
+from hfscraper.pipelines import StageFailed
+from hfscraper.provenance.extract import Extraction, extract
+from hfscraper.provenance.store import is_crawled, known_alias, record_alias, record_entity_batch
+from hfscraper.state import SharedStateStore, StateError, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from scrapy.crawler import Crawler
     from scrapy.http import Response
 
@@ -57,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 STAGE: Final = "provenance"
 STATS: Final = "hfscraper/provenance"
+#: Most entities recorded in one transaction.
+RECORD_BATCH: Final = 256
 
 
 def current_id_from_redirect(response: Response, repo_type: str) -> str | None:
@@ -92,6 +99,10 @@ class ProvenancePipeline:
         self.endpoint: str = normalize_endpoint(settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT)
         self.state_file, self.output_dir = state_location(settings)
         self.state: SharedStateStore | None = None
+        #: The entities of one event-loop turn are recorded in one transaction on the state's thread.
+        self._record: ThreadBatcher[tuple[Extraction, str], None] = ThreadBatcher(
+            None, max_size=RECORD_BATCH, batch_func=self._record_batch, submit=self._submit_batch
+        )
         self._registered = False
         #: Look-ups of this run: (type, id) -> its task (one request per id, even for concurrent items).
         self._lookups: dict[tuple[str, str], asyncio.Future[str | None]] = {}
@@ -145,6 +156,7 @@ class ProvenancePipeline:
         command = [
             sys.executable, "-m", "hfscraper.provenance", "rebuild", "--json",
             "--output-dir", str(self.output_dir), "--state-file", str(self.state_file),
+            "--fsync" if self.fsync else "--no-fsync",
         ]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -171,6 +183,15 @@ class ProvenancePipeline:
 
     # -- items ----------------------------------------------------------------------------------------------
 
+    def _record_batch(self, jobs: list[tuple[Extraction, str]]) -> list[tuple[bool, Any]]:
+        assert self.state is not None
+        return record_entity_batch(self.state.store, jobs)  # on the state's thread (_submit_batch)
+
+    def _submit_batch(self, run: Callable[[list[Any]], Any], jobs: list[Any]) -> concurrent.futures.Future[Any]:
+        if self.state is None:
+            raise StateError("the provenance pipeline is not open")
+        return self.state.submit(lambda _store, batch: run(batch), jobs)
+
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, HubEntityItem):
             return item
@@ -185,7 +206,7 @@ class ProvenancePipeline:
             if self.resolve_renames:
                 for repo_type, repo_id in dict.fromkeys(extraction.card_only):
                     await self._check_rename(state, repo_type, repo_id)
-            await state.call(record_entity, extraction, utc_now())
+            await self._record((extraction, utc_now()))
         except (OSError, StateError) as exc:
             self._fail(label, str(exc))
         except Exception as exc:  # sqlite3 errors and the like: the entity is redone by the next run

@@ -36,7 +36,14 @@ from xml.sax.saxutils import escape, quoteattr
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, write_if_changed
+from hfscraper.fsutil import (
+    TEMP_PREFIX,
+    ensure_directory,
+    fsync_directory,
+    same_content,
+    sweep_dead_temp_files,
+    write_atomic,
+)
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
 from hfscraper.provenance.store import crawled_nodes, resolved_edges
@@ -57,6 +64,10 @@ FORMAT: Final = "hfscraper-provenance/1"
 #: Rows per insert batch and per Parquet row group (memory per batch stays a few MB whatever the graph's size).
 BATCH: Final = 5_000
 PARQUET_ROW_GROUP: Final = 8_192
+#: Rows converted from SQLite to Arrow at a time (divides PARQUET_ROW_GROUP).
+_CONVERT_ROWS: Final = 1_024
+#: SQLite page cache per database (main and temporary), KiB: enough for the ordered scans, which read sequentially.
+CACHE_KIB: Final = 2048
 
 #: The Parquet edge list (declared; `sources` is sorted).
 EDGE_SCHEMA: Final = pa.schema(
@@ -264,15 +275,6 @@ def _atomic(path: Path, *, fsync: bool = False) -> Iterator[_ReplaceIfChanged]:
     f.finish()
 
 
-def _sweep(folder: Path) -> None:
-    """Remove temporary files that killed rebuilds left (their pid is gone)."""
-    for path in folder.glob(f"{TEMP_PREFIX}*"):
-        digits = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if digits.isdigit() and int(digits) != os.getpid() and not process_alive(int(digits)):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -338,27 +340,34 @@ def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
 
 
 def write_parquet(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
-    """`provenance_edges.parquet`, schema `EDGE_SCHEMA`, one row group per `BATCH` edges."""
+    """`provenance_edges.parquet`, schema `EDGE_SCHEMA`, row groups of `PARQUET_ROW_GROUP` edges."""
     query = (
         "SELECT e.src, e.src_type, e.src_id, e.dst, e.dst_type, e.dst_id, e.kind, e.relation, e.sources, "
         "s.scraped, d.scraped FROM g_edges e JOIN g_nodes s ON s.key = e.src JOIN g_nodes d ON d.key = e.dst "
         "ORDER BY e.src, e.dst, e.kind"
     )
-    names = EDGE_SCHEMA.names
+    sources = EDGE_SCHEMA.get_field_index("sources")
+    flags = [EDGE_SCHEMA.get_field_index(name) for name in ("src_scraped", "dst_scraped")]
     with _atomic(path, fsync=fsync) as f:
         writer = pq.ParquetWriter(f, EDGE_SCHEMA, compression="zstd")
         try:
             cursor = db.execute(query)
-            while rows := cursor.fetchmany(PARQUET_ROW_GROUP):
-                columns: dict[str, list[Any]] = {name: [] for name in names}
-                for row in rows:
-                    for name, value in zip(names, row, strict=True):
-                        if name == "sources":
-                            value = value.split(",")
-                        elif name.endswith("_scraped"):
-                            value = bool(value)
-                        columns[name].append(value)
-                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=EDGE_SCHEMA))
+            # Rows become Arrow arrays a small slice at a time (Python tuples of a whole row group would be ten
+            # times the size of its Arrow buffers); a row group is written once it is full.
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            while rows := cursor.fetchmany(_CONVERT_ROWS):
+                columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+                columns[sources] = [value.split(",") for value in columns[sources]]
+                for index in flags:  # SQLite has no booleans
+                    columns[index] = [bool(value) for value in columns[index]]
+                pending.append(pa.RecordBatch.from_arrays(columns, schema=EDGE_SCHEMA))
+                held += len(rows)
+                if held >= PARQUET_ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=PARQUET_ROW_GROUP)
+                    pending, held = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=PARQUET_ROW_GROUP)
         finally:
             writer.close()
 
@@ -393,8 +402,10 @@ def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False)
         "CREATE TEMP TABLE g_files (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
     )
     written = 0
-    for t in TYPES:
-        ensure_directory(folder / ENTITY_FOLDERS[t])
+    # Plain strings for the per-entity paths: pathlib interns every name it parses.
+    sub_dirs = {t: str(folder / sub) for t, sub in ENTITY_FOLDERS.items()}
+    for sub_dir in sub_dirs.values():
+        ensure_directory(Path(sub_dir))
     with _atomic(folder / ENTITY_RELATIONSHIPS, fsync=fsync) as f:
         head = {"format": FORMAT, "counts": counts}
         f.write(_dumps(head)[:-1] + ',"entities":{')
@@ -409,7 +420,9 @@ def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False)
                 continue
             db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
             data = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-            if write_if_changed(folder / ENTITY_FOLDERS[node["type"]] / name, data, fsync=fsync):
+            path = os.path.join(sub_dirs[node["type"]], name)
+            if not same_content(path, data):
+                write_atomic(path, data, fsync=fsync)
                 written += 1
         f.write("\n}}\n")
     removed = 0
@@ -437,13 +450,14 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summa
     try:
         folder = provenance_dir(output_dir)
         ensure_directory(folder)
-        _sweep(folder)
+        sweep_dead_temp_files(folder)
         for sub in ENTITY_FOLDERS.values():
-            if (folder / sub).is_dir():
-                _sweep(folder / sub)
-        # Temporary tables and sorts spill to disk beyond a small cache: memory stays bounded at any size.
+            sweep_dead_temp_files(folder / sub)
+        # Temporary tables and sorts spill to disk beyond a small cache: memory stays bounded at any size. The
+        # temporary database has a cache of its own, and a sort's in-memory run is sized by the cache.
         db.execute("PRAGMA temp_store = FILE")
-        db.execute("PRAGMA cache_size = -8192")
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        db.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
         db.execute("BEGIN")  # one snapshot for every file
         try:
             _prepare(db)

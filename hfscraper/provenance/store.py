@@ -48,24 +48,47 @@ class GraphEdge(NamedTuple):
 
 def record_entity(store: StateStore, extraction: Extraction, when: str) -> None:
     """Replace the node and every edge *extraction*'s entity declares, in one transaction."""
-    e = extraction
+    with store.transaction():
+        _write_entity(store.db, extraction, when)
+
+
+def record_entity_batch(store: StateStore, jobs: list[tuple[Extraction, str]]) -> list[tuple[bool, Any]]:
+    """`record_entity` for each `(extraction, when)` of *jobs*, all in one transaction (one commit for a crawl's
+    many small entities); `(True, None)` or `(False, exception)` per job. When the whole fails, each job is
+    recorded on its own, so that only a bad entity fails."""
+    try:
+        with store.transaction():
+            for extraction, when in jobs:
+                _write_entity(store.db, extraction, when)
+    except Exception:
+        results: list[tuple[bool, Any]] = []
+        for extraction, when in jobs:
+            try:
+                record_entity(store, extraction, when)
+            except Exception as exc:  # handed to that entity's caller
+                results.append((False, exc))
+            else:
+                results.append((True, None))
+        return results
+    return [(True, None)] * len(jobs)
+
+
+def _write_entity(db: sqlite3.Connection, e: Extraction, when: str) -> None:
     node = [e.node.get(name) for name in NODE_ATTRIBUTES]
     rows = [
         (e.repo_type, e.id, x.src_type, x.src_id, x.dst_type, x.dst_id, x.kind, x.relation, x.source) for x in e.edges
     ]
-    with store.transaction():
-        db = store.db
-        db.execute("DELETE FROM provenance_edges WHERE origin_type = ? AND origin_id = ?", (e.repo_type, e.id))
-        db.execute(
-            f"INSERT OR REPLACE INTO provenance_nodes (repo_type, id, {', '.join(NODE_COLUMNS)}, updated_at) "
-            f"VALUES (?, ?, {', '.join('?' * len(NODE_ATTRIBUTES))}, ?)",
-            (e.repo_type, e.id, *node, when),
-        )
-        db.executemany(
-            "INSERT OR REPLACE INTO provenance_edges (origin_type, origin_id, src_type, src_id, dst_type, dst_id, "
-            "kind, relation, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    db.execute("DELETE FROM provenance_edges WHERE origin_type = ? AND origin_id = ?", (e.repo_type, e.id))
+    db.execute(
+        f"INSERT OR REPLACE INTO provenance_nodes (repo_type, id, {', '.join(NODE_COLUMNS)}, updated_at) "
+        f"VALUES (?, ?, {', '.join('?' * len(NODE_ATTRIBUTES))}, ?)",
+        (e.repo_type, e.id, *node, when),
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO provenance_edges (origin_type, origin_id, src_type, src_id, dst_type, dst_id, "
+        "kind, relation, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def record_entities(store: StateStore, extractions: Iterable[Extraction], when: str) -> None:

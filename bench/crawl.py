@@ -48,7 +48,7 @@ Goals:
 - `memory/peak_rss_ratio`: peak RSS of a metadata-only crawl of `BENCH_CRAWL_MEM_LARGE` (100,000) models over that
   of `BENCH_CRAWL_MEM_SMALL` (10,000), at latency 0, each on its own replica: within 10% (<= 1.10).
   `memory/own_peak_rss_ratio` and `memory/children_peak_rss_ratio` (informative) split it: the crawler process
-  alone, and its largest child (the provenance graph's rebuild, which holds the peak).
+  alone, and its largest child (the provenance graph's rebuild at the end of the crawl).
 
 The throughput runs' output folders go to the system's temp folder (`BENCH_CRAWL_TMP` names another), on disk as a
 user's would; the memory runs' to /dev/shm when it has room (`BENCH_CRAWL_MEM_TMP` names another; see `_shm_dir`).

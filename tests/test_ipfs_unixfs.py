@@ -468,3 +468,27 @@ def reachable(index: CarIndex, root: bytes) -> set[bytes]:
             continue
         todo.extend(link.cid for link in decode_node(index.get(cid)).links)
     return seen
+
+
+def test_importers_share_a_chunk_buffer_per_thread_safely() -> None:
+    """Importers reuse one chunk buffer per thread and chunk size: many threads at once, and importers made one
+    after another in the same thread (the pipeline's pattern), give the CIDs of a fresh importer each."""
+    import concurrent.futures
+
+    sizes = [0, 1, 1000, 262_144, 262_145, 1_048_576, 3_000_001]
+    datas = {size: chacha_bytes(size, f"shared-{size}") for size in sizes}
+    expected = {
+        (name, size): str(Importer(profile).add_bytes(data))
+        for name, profile in PROFILES.items()
+        for size, data in datas.items()
+    }
+    jobs = [(name, size) for name in PROFILES for size in sizes] * 4
+
+    def run(job: tuple[str, int]) -> tuple[tuple[str, int], str]:
+        name, size = job
+        return job, str(Importer(PROFILES[name]).add_bytes(datas[size]))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, jobs))
+    assert all(cid == expected[job] for job, cid in results)
+    assert str(Importer(PROFILES["unixfs-v1-2025"]).add_bytes(datas[1000])) == expected[("unixfs-v1-2025", 1000)]

@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, NamedTuple, Protocol
@@ -96,6 +97,22 @@ def normalize_exclude(exclude: Iterable[str | os.PathLike[str]]) -> frozenset[st
     return frozenset(out)
 
 
+_thread_buffers = threading.local()
+
+
+def _chunk_buffer(size: int) -> bytearray:
+    """This thread's chunk buffer of *size* bytes, made once: importers are made per file, and a fresh megabyte
+    (zeroed, and with a fixed mmap threshold mapped and unmapped each time) per small file costs more than
+    hashing it. Blocks handed to a sink are views of it, valid until the next chunk is read (as before)."""
+    buffers: dict[int, bytearray] | None = getattr(_thread_buffers, "by_size", None)
+    if buffers is None:
+        buffers = _thread_buffers.by_size = {}
+    buffer = buffers.get(size)
+    if buffer is None:
+        buffer = buffers[size] = bytearray(size)
+    return buffer
+
+
 def _read_full(reader: BinaryIO, view: memoryview) -> int:
     """Fill *view* from *reader* (short reads retried); the byte count, less than len(view) only at EOF."""
     got = reader.readinto(view)  # type: ignore[attr-defined]
@@ -131,7 +148,6 @@ class Importer:
         #: (st_dev, st_ino) of files the folder walk leaves out (a CAR being written inside the folder).
         self.skip_inodes = frozenset(skip_inodes)
         self._skip_ino = frozenset(ino for _, ino in self.skip_inodes)
-        self._buffer = bytearray(profile.chunk_size)
         self._full_wrapper = file_leaf_wrapper(profile.chunk_size)
         self._pb_prefix = _CID_V0_PREFIX if profile.cid_version == 0 else _CID_V1_PB_PREFIX
         fanout = profile.hamt_fanout
@@ -164,7 +180,7 @@ class Importer:
         profile = self.profile
         size = profile.chunk_size
         width = profile.max_links
-        view = memoryview(self._buffer)
+        view = memoryview(_chunk_buffer(size))
         raw = profile.raw_leaves
         sink = self.sink
         sha256 = hashlib.sha256

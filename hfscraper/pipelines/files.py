@@ -703,7 +703,8 @@ def _hash_and_write(body: bytes, size: int, tmp: Path) -> FileHasher:
 def _hash_file(path: Path, size: int, git: bool) -> FileHasher:
     hasher = FileHasher(size, git=git)
     with open(path, "rb") as handle:
-        while piece := handle.read(1 << 20):
+        # Pieces under the mmap threshold (hfscraper.extensions.memory): they come from the heap and reuse it.
+        while piece := handle.read(64 * 1024):
             hasher.update(piece)
     return hasher
 

@@ -4,9 +4,10 @@
 `NAME` and `run(*, smoke: bool) -> bench.BenchResult`; to add one, write the module and list it here.
 
 Writes `bench/results/<YYYY-MM-DD>.json` (every row plus each benchmark's details) and `bench/RESULTS.md` (one
-table: value, goal, met or not). A smoke run (a few seconds, numbers meaningless) writes nothing unless
-`--results-dir`/`--markdown` name where. Exit code 0 when every benchmark ran (goals met or not), 1 when one
-failed to run.
+table: value, goal, met or not). `--only` replaces the rows of the benchmarks it runs in that day's results and
+keeps the others' (each benchmark's row group says which command and time produced it). A smoke run (a few
+seconds, numbers meaningless) writes nothing unless `--results-dir`/`--markdown` name where. Exit code 0 when
+every benchmark ran (goals met or not), 1 when one failed to run.
 """
 
 from __future__ import annotations
@@ -53,11 +54,47 @@ def run_benchmarks(names: list[str], *, smoke: bool) -> tuple[list[Row], dict[st
     return rows, details, failed
 
 
-def render_markdown(rows: list[Row], *, date: str, command: str, smoke: bool) -> str:
+def merge_previous(
+    path: Path, names: list[str], rows: list[Row], details: dict[str, Any], runs: dict[str, Any]
+) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
+    """The rows, details and runs of *path* (an earlier non-smoke run of the same day), with those of the benchmarks
+    in *names* replaced by the new ones; in `BENCHMARKS` order."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return rows, details, runs
+    if old.get("smoke"):
+        return rows, details, runs
+    by_name: dict[str, list[Row]] = {}
+    for row in old.get("rows", []):
+        if row["benchmark"] not in names and row["benchmark"] in BENCHMARKS:
+            by_name.setdefault(row["benchmark"], []).append(Row(**row))
+    for row in rows:
+        by_name.setdefault(row.benchmark, []).append(row)
+    earlier = {"date": old.get("date"), "command": old.get("command")}
+    old_runs = old.get("runs") or dict.fromkeys(old.get("details", {}), earlier)
+    merged_details = {k: v for k, v in old.get("details", {}).items() if k not in names} | details
+    merged_runs = {k: v for k, v in old_runs.items() if k not in names} | runs
+    order = list(BENCHMARKS)
+    merged_rows = [row for name in sorted(by_name, key=order.index) for row in by_name[name]]
+    return (
+        merged_rows,
+        {k: merged_details[k] for k in sorted(merged_details, key=order.index)},
+        {k: merged_runs[k] for k in sorted(merged_runs, key=order.index)},
+    )
+
+
+def render_markdown(rows: list[Row], *, date: str, command: str, smoke: bool, runs: dict[str, Any]) -> str:
+    sources = {(run["command"], run["date"]) for run in runs.values()}
+    if len(sources) > 1:  # merged from several runs of the day
+        how = "; ".join(f"`{name}`: `{run['command']}` at {run['date']}" for name, run in runs.items())
+        ran = f"Rows by run ({how}), "
+    else:
+        ran = f"Run on {date} with `{command}` ("
     lines = [
         "# Benchmark results",
         "",
-        f"Run on {date} with `{command}` ({platform.python_implementation()} {platform.python_version()}, "
+        f"{ran}{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, against the bundled Hub replica on loopback){' - smoke run' if smoke else ''}.",
         "Details (configuration, raw counts) are in `bench/results/<date>.json`; what each row means is in the "
         "benchmark's module docstring (`bench/<name>.py`).",
@@ -86,21 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.run" + (" --smoke" if args.smoke else "")
     if args.only:
         command += f" --only {' '.join(names)}"
-    markdown = render_markdown(rows, date=date, command=command, smoke=args.smoke)
-    print(markdown)
-
+    stamp = now.isoformat(timespec="seconds")
+    runs = {name: {"date": stamp, "command": command} for name in names}
     results_dir = args.results_dir or (None if args.smoke else BENCH_DIR / "results")
     markdown_path = args.markdown or (None if args.smoke else BENCH_DIR / "RESULTS.md")
+    if results_dir is not None and args.only and not args.smoke:
+        rows, details, runs = merge_previous(results_dir / f"{date}.json", names, rows, details, runs)
+    markdown = render_markdown(rows, date=date, command=command, smoke=args.smoke, runs=runs)
+    print(markdown)
+
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
         payload = {
-            "date": now.isoformat(timespec="seconds"),
+            "date": stamp,
             "command": command,
             "smoke": args.smoke,
             "python": platform.python_version(),
             "machine": platform.machine(),
             "rows": [row.to_dict() for row in rows],
             "details": details,
+            "runs": runs,
         }
         path = results_dir / f"{date}.json"
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

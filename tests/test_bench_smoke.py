@@ -94,3 +94,26 @@ def test_crawl_bench_smoke(tmp_path: Path) -> None:
         assert runs[run]["files"] > 0 and runs[run]["requests"]["total"] > runs[run]["files"]
     assert runs["hfscraper_files"]["cids"] == runs["hfscraper_files"]["entities"]
     assert "| crawl | memory/peak_rss_ratio |" in markdown.read_text(encoding="utf-8")
+
+
+def test_only_replaces_its_own_rows_in_the_day_s_results(tmp_path: Path) -> None:
+    from bench import Row
+    from bench.run import merge_previous
+
+    earlier = {
+        "date": "2026-01-02T10:00:00+00:00", "command": "python -m bench.run", "smoke": False,
+        "rows": [Row("quota", "api_rate_share", 0.99).to_dict(), Row("cid", "speed", 0.5).to_dict(),
+                 Row("crawl", "rate", 1000).to_dict()],
+        "details": {"quota": {"q": 1}, "cid": {"c": 1}, "crawl": {"r": 1}},
+    }  # fmt: skip
+    path = tmp_path / "2026-01-02.json"
+    path.write_text(json.dumps(earlier))
+    run = {"cid": {"date": "2026-01-02T11:00:00+00:00", "command": "python -m bench.run --only cid"}}
+    rows, details, runs = merge_previous(path, ["cid"], [Row("cid", "speed", 0.9)], {"cid": {"c": 2}}, run)
+    assert [(r.benchmark, r.value) for r in rows] == [("quota", 0.99), ("cid", 0.9), ("crawl", 1000)]
+    assert details == {"quota": {"q": 1}, "cid": {"c": 2}, "crawl": {"r": 1}}
+    assert runs["quota"]["command"] == "python -m bench.run" and runs["cid"] == run["cid"]
+    # A smoke run's file (or none) is not merged.
+    path.write_text(json.dumps({**earlier, "smoke": True}))
+    assert merge_previous(path, ["cid"], [Row("cid", "speed", 0.9)], {}, run)[0] == [Row("cid", "speed", 0.9)]
+    assert merge_previous(tmp_path / "none.json", ["cid"], [], {}, run) == ([], {}, run)

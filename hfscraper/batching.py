@@ -64,10 +64,16 @@ class ThreadBatcher(Generic[_A, _R]):
         if not batch:
             return
         args = [arg for arg, _ in batch]
-        if self._submit is None:
-            task = asyncio.ensure_future(asyncio.to_thread(self._run_batch, args))
-        else:
-            task = asyncio.wrap_future(self._submit(self._run_batch, args))
+        try:
+            if self._submit is None:
+                task = asyncio.ensure_future(asyncio.to_thread(self._run_batch, args))
+            else:
+                task = asyncio.wrap_future(self._submit(self._run_batch, args))
+        except Exception as exc:  # could not even be handed over: every caller gets the error (none waits forever)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         self._running.add(task)
         task.add_done_callback(lambda t: self._done(t, batch))
 

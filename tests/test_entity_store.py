@@ -492,6 +492,14 @@ def test_thread_batcher_runs_whole_groups_where_it_is_told() -> None:
     with pytest.raises(TypeError):
         ThreadBatcher(None)
 
+    # A group that cannot be handed over (the executor is shut down): every caller gets the error, none hangs.
+    closed: ThreadBatcher[int, int] = ThreadBatcher(None, batch_func=run_group, submit=executor.submit)
+
+    async def refused() -> list[Any]:
+        return await asyncio.wait_for(asyncio.gather(*(closed(n) for n in range(3)), return_exceptions=True), 5)
+
+    assert all(isinstance(r, RuntimeError) and "shutdown" in str(r) for r in asyncio.run(refused()))
+
 
 def test_pipeline_batches_disk_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = make_pipeline(tmp_path)

@@ -4,9 +4,9 @@
 Two processes, so that the measured one holds nothing but the provenance code's data:
 - a generator builds the replica's synthetic Hub (`hfscraper.replica.synth.build_hub`, no HTTP) and writes each
   public entity's listing JSON (`render_list_item`, the provenance fields) to a pipe, one line each;
-- the worker (`python -m bench.graph --worker DIR`) reads the lines, runs `extract` and `record_entity` (one
-  transaction per entity, as the pipeline does), then `rebuild` (every file under `provenance/`), and reports
-  its timings and its peak RSS (`ru_maxrss`).
+- the worker (`python -m bench.graph --worker DIR`) reads the lines, runs `extract` and `record_entity_batch` (one
+  transaction per `RECORD_BATCH` entities, the pipeline's largest batch), then `rebuild` (every file under
+  `provenance/`), and reports its timings and its peak RSS (`ru_maxrss`).
 
 Rows:
 - `peak_rss`: the worker's peak resident memory, MiB. Goal: under 300 MiB (bounded: the graph is never held in
@@ -73,7 +73,7 @@ def work(folder: Path) -> dict[str, Any]:
     """Read the generator's lines from stdin, record them, rebuild the outputs (the measured process)."""
     from hfscraper.provenance.extract import extract
     from hfscraper.provenance.outputs import rebuild
-    from hfscraper.provenance.store import record_entity
+    from hfscraper.provenance.store import RECORD_BATCH, record_entity_batch
     from hfscraper.state import StateStore, state_file_path, utc_now
 
     output = folder / "out"
@@ -82,10 +82,21 @@ def work(folder: Path) -> dict[str, Any]:
     started = time.monotonic()
     entities = 0
     when = utc_now()
+    batch: list[Any] = []
+
+    def flush() -> None:
+        failed = [result for ok, result in record_entity_batch(store, batch) if not ok]
+        if failed:
+            raise RuntimeError(f"{len(failed)} entities not recorded: {failed[0]}")
+        batch.clear()
+
     for line in sys.stdin:
         repo_type, _, payload = line.partition("\t")
-        record_entity(store, extract(repo_type, json.loads(payload)), when)
+        batch.append((extract(repo_type, json.loads(payload)), when))
         entities += 1
+        if len(batch) >= RECORD_BATCH:
+            flush()
+    flush()
     store.close()
     recorded = time.monotonic()
     rss_recorded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -6,58 +6,45 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quota_bench_smoke(tmp_path: Path) -> None:
+def _smoke(tmp_path: Path, name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
+    """Run `bench.run --smoke --only NAME` into *tmp_path*: (the JSON written, its NAME rows by metric, the table)."""
     results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--only", "quota", "--results-dir", str(results),
+        [sys.executable, "-m", "bench.run", "--smoke", "--only", name, "--results-dir", str(results),
          "--markdown", str(markdown)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (written,) = results.glob("*.json")
     payload = json.loads(written.read_text(encoding="utf-8"))
-    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "quota"}
+    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == name}
+    assert payload["details"][name]["smoke"] is True
+    return payload, metrics, markdown.read_text(encoding="utf-8")
+
+
+def test_quota_bench_smoke(tmp_path: Path) -> None:
+    payload, metrics, table = _smoke(tmp_path, "quota")
     assert {"api_rate_share", "http_429", "full_windows", "finish_reason", "run_time"} <= set(metrics)
     assert metrics["finish_reason"]["value"] == "finished"
-    assert payload["details"]["quota"]["smoke"] is True
-    assert "| quota | api_rate_share |" in markdown.read_text(encoding="utf-8")
+    assert "| quota | api_rate_share |" in table
 
 
 def test_graph_bench_smoke(tmp_path: Path) -> None:
-    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--only", "graph", "--results-dir", str(results),
-         "--markdown", str(markdown)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (written,) = results.glob("*.json")
-    payload = json.loads(written.read_text(encoding="utf-8"))
-    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "graph"}
+    payload, metrics, table = _smoke(tmp_path, "graph")
     assert {"peak_rss", "extract_store_rate", "rebuild_time", "nodes", "edges"} <= set(metrics)
     assert metrics["edges"]["value"] > 1000
-    assert payload["details"]["graph"]["smoke"] is True
 
 
 def test_export_bench_smoke(tmp_path: Path) -> None:
-    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--only", "export", "--results-dir", str(results),
-         "--markdown", str(markdown)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (written,) = results.glob("*.json")
-    payload = json.loads(written.read_text(encoding="utf-8"))
-    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "export"}
+    payload, metrics, table = _smoke(tmp_path, "export")
     expected = "rows export_time rows_per_second peak_rss peak_rss_ratio incremental_time incremental_rows"
     assert {*expected.split(), "peak_rss_incremental", "generate_time"} <= set(metrics)
     details = payload["details"]["export"]
-    assert details["smoke"] is True
     assert metrics["rows"]["value"] == details["entities"] == 3000 and metrics["rows"]["met"] is True
     assert details["small"]["rows"] == details["small_entities"] == 300
     assert metrics["incremental_rows"]["met"] is True
@@ -65,25 +52,15 @@ def test_export_bench_smoke(tmp_path: Path) -> None:
     assert changes["modified"] > 0 and changes["new"] > 0 and changes["deleted"] > 0
     by_type = details["incremental"]["by_type"]
     assert sum(c["deleted"] for c in by_type.values()) == changes["deleted"]
-    assert "| export | peak_rss |" in markdown.read_text(encoding="utf-8")
+    assert "| export | peak_rss |" in table
 
 
 def test_crawl_bench_smoke(tmp_path: Path) -> None:
-    results, markdown = tmp_path / "results", tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--only", "crawl", "--results-dir", str(results),
-         "--markdown", str(markdown)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (written,) = results.glob("*.json")
-    payload = json.loads(written.read_text(encoding="utf-8"))
-    metrics = {row["metric"]: row for row in payload["rows"] if row["benchmark"] == "crawl"}
+    payload, metrics, table = _smoke(tmp_path, "crawl")
     for run in ("hfscraper_meta", "hfscraper_files", "baseline_meta", "baseline_seq", "baseline_pool8"):
         assert {f"lat0/{run}/{what}" for what in ("entities_per_s", "requests", "cpu_s", "peak_rss")} <= set(metrics)
     assert {"lat0/ratio/hfscraper_files_vs_baseline_pool8", "memory/peak_rss_ratio"} <= set(metrics)
     details = payload["details"]["crawl"]
-    assert details["smoke"] is True
     runs = details["runs"]["lat0"]
     # Every model listed, the baselines over their prefix; both sides fetched files and the replica counted them.
     assert (
@@ -93,7 +70,7 @@ def test_crawl_bench_smoke(tmp_path: Path) -> None:
     for run in ("hfscraper_files", "baseline_seq", "baseline_pool8"):
         assert runs[run]["files"] > 0 and runs[run]["requests"]["total"] > runs[run]["files"]
     assert runs["hfscraper_files"]["cids"] == runs["hfscraper_files"]["entities"]
-    assert "| crawl | memory/peak_rss_ratio |" in markdown.read_text(encoding="utf-8")
+    assert "| crawl | memory/peak_rss_ratio |" in table
 
 
 def test_only_replaces_its_own_rows_in_the_day_s_results(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
 from hfscraper.provenance.extract import Extraction, extract
-from hfscraper.provenance.store import is_crawled, known_alias, record_alias, record_entity_batch
+from hfscraper.provenance.store import RECORD_BATCH, is_crawled, known_alias, record_alias, record_entity_batch
 from hfscraper.state import SharedStateStore, StateError, utc_now
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ logger = logging.getLogger(__name__)
 
 STAGE: Final = "provenance"
 STATS: Final = "hfscraper/provenance"
-#: Most entities recorded in one transaction.
-RECORD_BATCH: Final = 256
 
 
 def current_id_from_redirect(response: Response, repo_type: str) -> str | None:

@@ -402,7 +402,8 @@ def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False)
         "CREATE TEMP TABLE g_files (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
     )
     written = 0
-    # Plain strings for the per-entity paths: pathlib interns every name it parses.
+    # Plain strings for the per-entity paths (pathlib interns every name it parses), and no write_if_changed: its
+    # mkdir of the parent per file is done once per folder here.
     sub_dirs = {t: str(folder / sub) for t, sub in ENTITY_FOLDERS.items()}
     for sub_dir in sub_dirs.values():
         ensure_directory(Path(sub_dir))

@@ -19,7 +19,7 @@ through `SharedStateStore.call`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from hfscraper.provenance.extract import NODE_ATTRIBUTES, Extraction
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 #: Columns of `provenance_nodes` for `NODE_ATTRIBUTES` (the Hub's `author` is stored as `owner`: no column of the
 #: state may look like a credential, see tests/test_state.py).
 NODE_COLUMNS: Final = tuple("owner" if name == "author" else name for name in NODE_ATTRIBUTES)
+#: Most entities `record_entity_batch` is given at once by the crawl (one transaction each batch).
+RECORD_BATCH: Final = 256
 #: Source precedence when two sources of one edge disagree on its relation.
 _SOURCE_RANK: Final = {"tag": 0, "api": 1, "card": 2}
 
@@ -89,12 +91,6 @@ def _write_entity(db: sqlite3.Connection, e: Extraction, when: str) -> None:
         "kind, relation, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-
-
-def record_entities(store: StateStore, extractions: Iterable[Extraction], when: str) -> None:
-    """`record_entity` for many entities (one transaction each: what the bench and offline imports use)."""
-    for extraction in extractions:
-        record_entity(store, extraction, when)
 
 
 def known_alias(store: StateStore, repo_type: str, old_id: str) -> tuple[bool, str | None]:

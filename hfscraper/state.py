@@ -753,6 +753,22 @@ class StateStore:
                     (json.dumps(stages), repo_type, repo_id),
                 )
 
+    def invalidate_entities(self, repo_type: str, ids: Iterable[str]) -> int:
+        """Forget that these entities are stored: no stage complete, stored by no crawl. The next crawl that lists
+        them processes them again (a stage failed, or their folder failed a check); returns how many changed."""
+        ids = list(dict.fromkeys(ids))
+        changed = 0
+        with self.transaction():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                changed += self.db.execute(
+                    f"UPDATE entities SET stages = '[]', stored_crawl_id = NULL WHERE repo_type = ? "
+                    f"AND (stages != '[]' OR stored_crawl_id IS NOT NULL) AND id IN ({marks})",
+                    (repo_type, *chunk),
+                ).rowcount
+        return changed
+
     def reset_stages(self, repo_type: str, spider: str) -> int:
         """Forget every completed stage of this type and the spider's request keys (DELTAFETCH_RESET)."""
         with self.transaction():

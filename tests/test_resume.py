@@ -175,15 +175,18 @@ def test_refused_cursor_on_resume_restarts_from_the_top(slow_replica: ReplicaHan
 def test_a_second_process_on_the_same_listing_is_refused(slow_replica: ReplicaHandle, tmp_path: Path) -> None:
     replica, out = slow_replica, tmp_path / "out"
     mark = replica.mark()
+    # Slow listing pages keep the first crawl running while the second starts, however loaded the machine.
+    replica.set_faults([{"kind": "latency", "ms": 1000, "rate": 1.0, "path": r"^/api/models\?"}])
     process = start(replica, "models", out, tmp_path / "run1.log", settings={"HFSCRAPER_CRAWL_PAGE_SIZE": "10"})
     try:
         assert wait_for_pages(replica, mark, 1, process, "/api/models")
         code, report_ = status(out)
         assert code == 1 and report_["listings"][0]["running"] is True
         second = crawl(replica, "models", out, settings={"HFSCRAPER_CRAWL_PAGE_SIZE": "10"})
-        assert second.returncode == 1 and second.stat("finish_reason") == "already_running"
+        assert second.returncode == 1 and second.stat("finish_reason") == "already_running", second.stderr[-2500:]
         assert "Another process is crawling this model listing" in second.stderr
     finally:
+        replica.set_faults([])
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
 

@@ -246,6 +246,17 @@ class CrawlSession:
         self.tracker.register(seq, n_items, next_url, items_seen)
         self._advance()
 
+    def claim(self, key: tuple[str, str]) -> asyncio.Future[None]:
+        """Mark an entity as on its way down the pipeline (until `item_finished` or `release`)."""
+        future = self.in_flight[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def release(self, key: tuple[str, str]) -> None:
+        """Drop a claim whose entity was not sent down the pipeline after all; wake whoever waits for it."""
+        waiter = self.in_flight.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def item_finished(self, item: Any, *, failed: bool = False) -> None:
         """An item left the pipeline: stored, dropped, or (*failed*) raised an error."""
         if not isinstance(item, HubEntityItem):
@@ -253,6 +264,13 @@ class CrawlSession:
         waiter = self.in_flight.pop((item.repo_type, item.id), None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if failed:
+            # Whatever an earlier run stored of it may be gone now (a stage rewrote part of its folder): it is not
+            # complete, for `scrapy status` or deltafetch, until a later run succeeds.
+            # Submitted now, so that it comes before any later record of the same entity on the state's thread.
+            task = asyncio.wrap_future(self.shared.submit(_invalidate, [(item.repo_type, item.id)]))
+            self._record_tasks.add(task)
+            task.add_done_callback(self._invalidated)
         tag = item._crawl_page
         if tag is None or not self.is_current(tag[0]):
             return
@@ -311,15 +329,21 @@ class CrawlSession:
                     await self.shared.call(StateStore.save_checkpoint, full)
                     self.stats.inc_value("hfscraper/state/checkpoints")
             except Exception as exc:
-                # The crawl goes on (the next checkpoint may succeed), but it cannot count as complete.
-                self.failed = True
-                self.stats.inc_value("hfscraper/state/errors")
-                logger.error(
-                    "Could not save a checkpoint in %(file)s: %(error)s", {"file": self.shared.path, "error": exc}
-                )
+                self._state_error(exc)
                 continue
             if self.deltafetch and keys:
                 self.stats.inc_value("deltafetch/stored", len(keys))
+
+    def _invalidated(self, task: asyncio.Future[None]) -> None:
+        self._record_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._state_error(task.exception())  # type: ignore[arg-type]
+
+    def _state_error(self, exc: Exception) -> None:
+        # The crawl goes on (the next commit may succeed), but it cannot count as complete.
+        self.failed = True
+        self.stats.inc_value("hfscraper/state/errors")
+        logger.error("Could not write to the crawl state %(file)s: %(error)s", {"file": self.shared.path, "error": exc})
 
     async def flush(self) -> None:
         """Wait until every pending record and checkpoint is committed."""
@@ -355,9 +379,7 @@ class CrawlSession:
         if not batch:
             return
         task = asyncio.ensure_future(
-            self.shared.call(
-                _record_batch, self.crawl_id, [r for r, _ in batch], self.output_dir, self.recovering
-            )
+            self.shared.call(_record_batch, self.crawl_id, [r for r, _ in batch], self.output_dir, self.recovering)
         )
         self._record_tasks.add(task)
         task.add_done_callback(lambda t: self._records_done(t, batch))
@@ -440,6 +462,14 @@ def _record_batch(
     for repo_type, repo_id in restored:
         remove_tombstone(output_dir, repo_type, repo_id)
     return restored
+
+
+def _invalidate(store: StateStore, entities: list[tuple[str, str]]) -> None:
+    by_type: dict[str, list[str]] = {}
+    for repo_type, repo_id in entities:
+        by_type.setdefault(repo_type, []).append(repo_id)
+    for repo_type, ids in by_type.items():
+        store.invalidate_entities(repo_type, ids)
 
 
 def _tombstone_unseen(store: StateStore, repo_type: str, crawl_id: int, output_dir: Path) -> int:

@@ -137,46 +137,67 @@ class DeltaFetchSpiderMiddleware:
             entity = _entity_of(output)
             if entity is not None and entity.repo_type == session.repo_type:
                 versions[entity.id] = item_version(entity)
-        keys = [
-            str(o.meta["deltafetch_key"]) for o in held if isinstance(o, Request) and "deltafetch_key" in o.meta
-        ]
+        keys = [str(o.meta["deltafetch_key"]) for o in held if isinstance(o, Request) and "deltafetch_key" in o.meta]
         spider = self.crawler.spider.name if self.crawler.spider is not None else ""
-        verdicts, known = await session.shared.call(
-            _judge_call, session.repo_type, versions, session, spider, keys
-        )
-        for output in held:
-            opted_in = response_enabled and (
-                not isinstance(output, Request) or output.meta.get("deltafetch_enabled", True) is not False
-            )
-            entity = _entity_of(output)
-            verdict = verdicts.get(entity.id) if entity is not None else None
-            if verdict == DUPLICATE or (verdict == UNCHANGED and self.enabled and opted_in):
-                assert entity is not None
-                self._skip(session, entity, verdict)
-                continue
-            if (
-                isinstance(output, Request)
-                and self.enabled
-                and opted_in
-                and "deltafetch_key" in output.meta
-                and str(output.meta["deltafetch_key"]) in known
-            ):
-                self.stats.inc_value("deltafetch/skipped")
-                logger.debug("Skipped %(request)s: its deltafetch_key is stored", {"request": output})
-                if entity is not None:
-                    session.item_skipped(entity)
-                continue
-            if isinstance(output, HubEntityItem):
-                if not await self._wait_in_flight(session, output):
+        # Claim the page's entities before asking the state: one that finishes while the state is asked would
+        # otherwise be neither in the answer nor in flight any more, and go down the pipeline (and into a feed)
+        # twice. Entities another page holds are waited for below.
+        claimed = {
+            key: session.claim(key)
+            for key in ((o.repo_type, o.id) for o in held if isinstance(o, HubEntityItem))
+            if key not in session.in_flight
+        }
+        try:
+            verdicts, known = await session.shared.call(_judge_call, session.repo_type, versions, session, spider, keys)
+        except BaseException:
+            for key in claimed:
+                session.release(key)
+            raise
+        try:
+            for output in held:
+                opted_in = response_enabled and (
+                    not isinstance(output, Request) or output.meta.get("deltafetch_enabled", True) is not False
+                )
+                entity = _entity_of(output)
+                verdict = verdicts.get(entity.id) if entity is not None else None
+                key = (entity.repo_type, entity.id) if isinstance(output, HubEntityItem) else None
+                if verdict == DUPLICATE or (verdict == UNCHANGED and self.enabled and opted_in):
+                    assert entity is not None
+                    self._skip(session, entity, verdict)
+                    if key is not None and claimed.pop(key, None) is not None:
+                        session.release(key)
                     continue
-                session.in_flight[(output.repo_type, output.id)] = asyncio.get_running_loop().create_future()
-            yield output
+                if (
+                    isinstance(output, Request)
+                    and self.enabled
+                    and opted_in
+                    and "deltafetch_key" in output.meta
+                    and str(output.meta["deltafetch_key"]) in known
+                ):
+                    self.stats.inc_value("deltafetch/skipped")
+                    logger.debug("Skipped %(request)s: its deltafetch_key is stored", {"request": output})
+                    if entity is not None:
+                        session.item_skipped(entity)
+                    continue
+                if isinstance(output, HubEntityItem):
+                    assert key is not None
+                    if claimed.pop(key, None) is None:  # held by another page (or listed twice on this one)
+                        if not await self._wait_in_flight(session, output):
+                            continue
+                        session.claim(key)
+                yield output
+        finally:  # a consumer that stops early leaves no claim behind (later pages would wait on it)
+            for key in claimed:
+                session.release(key)
 
     async def _wait_in_flight(self, session: CrawlSession, item: HubEntityItem) -> bool:
-        """Wait while the same entity is in the pipeline (listed twice); False if it turned out a duplicate."""
+        """For an entity another page held when the state was asked (listed twice): wait while it is in the
+        pipeline, then ask again; False if it turned out a duplicate. It may have finished before this is called,
+        so the state is asked again whether or not there was anything to wait for."""
         key = (item.repo_type, item.id)
-        while key in session.in_flight:
-            await asyncio.shield(session.in_flight[key])
+        while True:
+            if key in session.in_flight:
+                await asyncio.shield(session.in_flight[key])
             spider = self.crawler.spider.name if self.crawler.spider is not None else ""
             verdicts, _ = await session.shared.call(
                 _judge_call, session.repo_type, {item.id: item_version(item)}, session, spider, []
@@ -184,7 +205,8 @@ class DeltaFetchSpiderMiddleware:
             if verdicts.get(item.id) == DUPLICATE:
                 self._skip(session, item, DUPLICATE)
                 return False
-        return True
+            if key not in session.in_flight:
+                return True
 
     def _skip(self, session: CrawlSession, entity: HubEntityItem, verdict: str) -> None:
         if verdict == DUPLICATE:

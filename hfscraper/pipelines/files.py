@@ -43,10 +43,11 @@ characters, names the crawl writes itself such as `metadata.json`, ...), when tw
 case, or when on disk it would pass through a symlink or resolve outside the entity folder
 (`hfscraper/files/skipped/unsafe_path`, one WARNING line each).
 
-**The folder is a snapshot.** After the stage, an entity folder holds the crawl's own files
+**The folder is a snapshot.** After a stage in which no file failed, an entity folder holds the crawl's own files
 (`hfscraper.repofiles.RESERVED_NAMES`) and exactly the chosen files of the listed commit that were downloaded or
 found unchanged; any other file (a file the repo no longer has, a pattern no longer chosen, an older version
-that could not be fetched again) is removed (`hfscraper/files/pruned`).
+that could not be fetched again) is removed (`hfscraper/files/pruned`). When a file failed nothing is removed: the
+verified copy of an earlier run stays in place.
 
 **Outcome.** `item.files` lists, per chosen file, `{"path", "size", "sha256", "blob_sha1", "lfs", "status",
 "reason"}` (status `downloaded`, `unchanged`, `skipped` or `failed`). If any file failed, the entity is dropped
@@ -304,8 +305,11 @@ class RepoFilesPipeline:
             if paths and self.sizes_from == "paths-info":
                 job.known = await self._paths_info(job, [p for p in paths if _is_safe(p)])
             results = list(await asyncio.gather(*(self._one_file(job, path) for path in paths)))
-            kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
-            await asyncio.to_thread(self._prune, job, kept)
+            # Only a folder whose every file succeeded becomes the listed commit's snapshot: after a failure the
+            # copy already on disk (verified when it was placed) stays until a later run replaces it.
+            if not any(r.status == FAILED for r in results):
+                kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
+                await asyncio.to_thread(self._prune, job, kept)
         item.files = [r.to_dict() for r in results]
         await self._record(item)
         failed = [r for r in results if r.status == FAILED]

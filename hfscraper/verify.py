@@ -238,7 +238,7 @@ class _FolderCheck:
         row = self.check.files.get(rel)
         own = "/" not in rel and rel in RESERVED_NAMES
         if row is None and not own:
-            self.content_problem("stray_file", f"{rel}: not a file of the entity (the crawl state records no such file)")
+            self.content_problem("stray_file", f"{rel}: not a file of the entity (the state records none)")
             return None
         if row is not None and row["status"] not in STORED_STATUSES and row["status"] != "failed":
             self.content_problem("stray_file", f"{rel}: a file the crawl did not keep ({row['status']})")

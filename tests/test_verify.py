@@ -17,7 +17,8 @@ import pytest
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.hub import entity_folder_name
 from hfscraper.state import StateStore, state_file_path, write_tombstone
-from tests.support.crawl import REPO_ROOT, _scrapy_command, crawl, crawl_env
+from hfscraper.verify import Verifier
+from tests.support.crawl import REPO_ROOT, _scrapy_command, crawl
 from tests.support.replica import ReplicaHandle, replica_fixture
 
 replica = replica_fixture(models=30, datasets=6, spaces=0, seed=5)
@@ -114,6 +115,19 @@ def test_a_clean_tree_has_no_problem(archive: Archive) -> None:
     assert report["types"] == ["dataset"]
 
 
+def test_progress_is_reported_while_reading(archive: Archive) -> None:
+    seen: list[tuple[int, int]] = []
+    store = StateStore(archive.state_file, create=False)
+    try:
+        verifier = Verifier(archive.out, store, ["model"], workers=1, progress_interval=0,
+                            progress=lambda summary, read: seen.append((summary.entities, read)))  # fmt: skip
+        assert list(verifier) == []
+    finally:
+        store.close()
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1][1] <= verifier.summary.bytes
+    assert verifier.summary.entities == len(entity_ids(archive, "model"))
+
+
 def test_bad_usage_exits_2(archive: Archive) -> None:
     for options in (["--type", "widgets"], ["--type", "model,bogus"], ["--no-such-option"], ["extra-argument"]):
         proc = verify(archive, *options)
@@ -126,7 +140,9 @@ def test_no_or_damaged_state_is_one_line_exit_1(archive: Archive, tmp_path: Path
     other = Archive(tmp_path, tmp_path / "out", tmp_path / "state")
     proc = verify(other)
     assert proc.returncode == 1 and proc.stdout == ""
-    assert len(proc.stderr.splitlines()) == 1 and "no crawl state" in proc.stderr and str(other.state_file) in proc.stderr
+    assert (
+        len(proc.stderr.splitlines()) == 1 and "no crawl state" in proc.stderr and str(other.state_file) in proc.stderr
+    )
     other.state_dir.mkdir()
     data = bytearray(archive.state_file.read_bytes())
     data[:4096] = b"\x5a" * 4096  # the header page: not a database any more
@@ -142,7 +158,11 @@ def test_tampering_found_once_each_and_repaired_by_a_crawl(archive: Archive, rep
     models = [i for i in entity_ids(archive, "model") if i in with_files]
     assert len(models) >= 10, "the replica should give enough models with downloaded files"
     (changed, truncated, deleted_file, no_car, wrong_car, garbled, other_id, wrong_cid, extra, no_folder) = models[:10]
-    dataset = entity_ids(archive, "dataset")[0]
+    with_preview = [
+        i for i in entity_ids(archive, "dataset") if (archive.folder("dataset", i) / "preview_info.json").exists()
+    ]
+    assert with_preview, "the replica's datasets should have previews"
+    dataset = with_preview[0]
 
     def first_file(repo_id: str) -> tuple[Path, str, int]:
         path, size = with_files[repo_id][0]
@@ -166,9 +186,8 @@ def test_tampering_found_once_each_and_repaired_by_a_crawl(archive: Archive, rep
     cid_file.write_bytes((archive.folder("model", changed) / "ipfs_cid.txt").read_bytes())
     (archive.folder("model", extra) / "notes.txt").write_text("not from the Hub\n", encoding="utf-8")
     shutil.rmtree(archive.folder("model", no_folder))
-    preview = archive.folder("dataset", dataset) / "preview_info.json"
-    if preview.exists():  # an edited file the crawl writes itself: only the folder's CID shows it
-        preview.write_bytes(preview.read_bytes().replace(b"{", b"{ ", 1))
+    preview = archive.folder("dataset", dataset) / "preview_info.json"  # written by the crawl: only the CID shows it
+    preview.write_bytes(preview.read_bytes().replace(b"{", b"{ ", 1))
 
     expected = {
         (changed, "hash"), (truncated, "size"), (deleted_file, "missing_file"), (no_car, "car"), (wrong_car, "car"),
@@ -181,7 +200,7 @@ def test_tampering_found_once_each_and_repaired_by_a_crawl(archive: Archive, rep
     found = [(p["id"], p["kind"]) for p in report["problems"] if p["type"] == "model"]
     assert sorted(found) == sorted(expected)
     by_dataset = [(p["id"], p["kind"]) for p in report["problems"] if p["type"] == "dataset"]
-    assert by_dataset == ([(dataset, "cid")] if preview.exists() else [])
+    assert by_dataset == [(dataset, "cid")]
 
     text = verify(archive)
     assert text.returncode == 1

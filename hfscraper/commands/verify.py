@@ -8,7 +8,8 @@ every few seconds of a long run, and a summary line.
 
 `--repair` marks each live entity with a problem in the state (`StateStore.invalidate_entities`) so that the next
 `scrapy crawl` that lists it processes it again: files fetched and checked, folder pruned of stray files,
-`metadata.json`, `ipfs_cid.txt` and CAR written anew. Nothing on disk is changed here.
+`metadata.json`, `ipfs_cid.txt` and CAR written anew. On disk it removes only a `metadata.json` that names an
+entity that cannot live in its folder (the entity store never overwrites one; `hfscraper.verify.foreign_metadata`).
 
 Exit code: 0 when nothing is wrong, 1 when a problem was found (or there is no usable state file), 2 for bad
 arguments or settings.
@@ -133,7 +134,8 @@ class Command(OfflineCommand):
             report = {
                 "output_dir": str(output), "state_file": str(store.path), "types": types,
                 "entities": summary.entities, "files": summary.files, "bytes": summary.bytes,
-                "problems": [p.to_dict() for p in problems], "problem_entities": sum(map(len, summary.problem_entities.values())),
+                "problems": [p.to_dict() for p in problems],
+                "problem_entities": sum(map(len, summary.problem_entities.values())),
                 "deleted_problem_entities": sum(map(len, summary.deleted_problem_entities.values())),
                 "deleted": summary.deleted, "pending": summary.pending, "marked": marked,
                 "removed": removed, "seconds": round(seconds, 2),

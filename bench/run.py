@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "graph": "bench.graph",
     "export": "bench.export",
     "crawl": "bench.crawl",
+    "verify": "bench.verify",
 }
 
 

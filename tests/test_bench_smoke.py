@@ -94,3 +94,13 @@ def test_only_replaces_its_own_rows_in_the_day_s_results(tmp_path: Path) -> None
     path.write_text(json.dumps({**earlier, "smoke": True}))
     assert merge_previous(path, ["cid"], [Row("cid", "speed", 0.9)], {}, run)[0] == [Row("cid", "speed", 0.9)]
     assert merge_previous(tmp_path / "none.json", ["cid"], [], {}, run) == ([], {}, run)
+
+
+def test_verify_bench_smoke(tmp_path: Path) -> None:
+    payload, metrics, table = _smoke(tmp_path, "verify")
+    assert {"speed_ratio", "speed_ratio_one_thread", "throughput", "sha256_throughput", "problems"} <= set(metrics)
+    details = payload["details"]["verify"]
+    # The generated archive is clean, and the verifier rehashed every recorded file (four per entity).
+    assert metrics["problems"]["value"] == 0 and metrics["problems"]["met"] is True
+    assert details["verified_files"] == 4 * details["entities"] and details["verified_bytes"] >= details["bytes"] * 0.99
+    assert "| verify | speed_ratio |" in table

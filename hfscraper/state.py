@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 5, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 6, in the `meta` table; an older file gets the new tables when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -12,7 +12,8 @@ What it holds (schema version 5, in the `meta` table; an older file gets the new
   are all stored (`next_url`, `page_seq`, `items_seen`), or `done` when the last page is.
 - `entities`: per `(repo_type, id)`: `sha`, `last_modified`, `shape` (which fields were asked for), the
   pipeline `stages` completed for that version (JSON list), the crawl that first saw it, last stored it,
-  last saw it, and `deleted_at` (a tombstone: a full sweep no longer found it).
+  last saw it, `deleted_at` (a tombstone: a full sweep no longer found it) and `seal` (since version 6: what its
+  folder looked like when it was recorded, `hfscraper.seal`).
 - `request_keys`: `meta["deltafetch_key"]` values whose response produced a stored item.
 - `cids` and `pins` (since version 2): the CID of every file and folder of an entity, and each backend's pin of
   the folder's root (see `hfscraper.ipfs.pins`).
@@ -61,7 +62,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -141,6 +142,7 @@ CREATE TABLE IF NOT EXISTS entities (
     stored_crawl_id INTEGER,
     seen_crawl_id INTEGER,
     deleted_at TEXT,
+    seal TEXT,
     PRIMARY KEY (repo_type, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS request_keys (
@@ -226,6 +228,10 @@ CREATE TABLE IF NOT EXISTS ratelimits (
     PRIMARY KEY (host, bucket)
 ) WITHOUT ROWID;
 """
+
+
+#: Columns added to existing tables since version 1: `(table, column, type)` (`entities.seal` since version 6).
+_ADDED_COLUMNS: Final = (("entities", "seal", "TEXT"),)
 
 
 class StateError(Exception):
@@ -395,6 +401,7 @@ class EntityState:
     stored_crawl_id: int | None
     seen_crawl_id: int | None
     deleted_at: str | None
+    seal: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> EntityState:
@@ -417,6 +424,8 @@ class EntityRecord:
     last_modified: str | None
     shape: str | None
     stages: tuple[str, ...]
+    #: `hfscraper.seal.folder_seal` of the entity's folder once every stage wrote it (None: not sealed).
+    seal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -500,6 +509,9 @@ class StateStore:
         with self.transaction():
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self.db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:  # to tables an older version created without them
+                if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self.db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?), ('created_at', ?)",
                 (str(SCHEMA_VERSION), utc_now()),
@@ -726,14 +738,14 @@ class StateStore:
                     ]
             self.db.executemany(
                 "INSERT INTO entities (repo_type, id, sha, last_modified, shape, stages, first_crawl_id, "
-                "stored_crawl_id, seen_crawl_id, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "stored_crawl_id, seen_crawl_id, deleted_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
                 "ON CONFLICT (repo_type, id) DO UPDATE SET sha = excluded.sha, last_modified = excluded.last_modified, "
                 "shape = excluded.shape, stages = excluded.stages, stored_crawl_id = excluded.stored_crawl_id, "
-                "seen_crawl_id = excluded.seen_crawl_id, deleted_at = NULL",
+                "seen_crawl_id = excluded.seen_crawl_id, deleted_at = NULL, seal = excluded.seal",
                 [
                     (
                         r.repo_type, r.id, r.sha, r.last_modified, r.shape, json.dumps(sorted(set(r.stages))),
-                        crawl_id, crawl_id, crawl_id,
+                        crawl_id, crawl_id, crawl_id, r.seal,
                     )
                     for r in records
                 ],
@@ -763,11 +775,21 @@ class StateStore:
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 changed += self.db.execute(
-                    f"UPDATE entities SET stages = '[]', stored_crawl_id = NULL WHERE repo_type = ? "
+                    f"UPDATE entities SET stages = '[]', stored_crawl_id = NULL, seal = NULL WHERE repo_type = ? "
                     f"AND (stages != '[]' OR stored_crawl_id IS NOT NULL) AND id IN ({marks})",
                     (repo_type, *chunk),
                 ).rowcount
         return changed
+
+    def complete_entities(self, repo_type: str, crawl_id: int | None = None) -> Iterator[tuple[str, str | None]]:
+        """`(id, seal)` of the live entities of this type with completed stages (only those this crawl saw, given
+        *crawl_id*)."""
+        query = "SELECT id, seal FROM entities WHERE repo_type = ? AND deleted_at IS NULL AND stages != '[]'"
+        args: tuple[Any, ...] = (repo_type,)
+        if crawl_id is not None:
+            query += " AND seen_crawl_id = ?"
+            args += (crawl_id,)
+        yield from self.db.execute(query, args)
 
     def reset_stages(self, repo_type: str, spider: str) -> int:
         """Forget every completed stage of this type and the spider's request keys (DELTAFETCH_RESET)."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import collections
 import json
+import re
+import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hfscraper.hub import entity_folder_name
+from hfscraper.hub import entity_folder_name, parse_link_next
 from tests.support.crawl import (
     METADATA_ONLY,
     REPO_ROOT,
@@ -24,6 +27,7 @@ from tests.support.crawl import (
     crawl,
     crawl_command,
     crawl_env,
+    public,
 )
 from tests.support.replica import ReplicaHandle, run_replica
 
@@ -122,3 +126,71 @@ def test_a_failed_redownload_keeps_the_verified_copy_and_the_entity_is_redone(
     assert after == before  # the whole tree: files, CIDs, CARs, provenance
     shown = status(replica, out)
     assert shown.returncode == 0, shown.stdout + shown.stderr
+
+
+# -- a cheap self-check on every run ---------------------------------------------------------------------------
+
+
+def test_tampering_is_noticed_by_the_next_plain_run_and_repaired(replica: ReplicaHandle, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_complete(crawl(replica, "models", out))
+    clean = snapshot(out)
+    configs = sorted(p for p in clean if p.endswith("/config.json"))
+    cars = sorted(p for p in clean if p.startswith("car/models/"))
+    metadata = sorted(p for p in clean if p.endswith("/metadata.json"))
+    changed, deleted, car, garbled = out / configs[0], out / configs[1], out / cars[2], out / metadata[3]
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one byte, same size
+    changed.write_bytes(bytes(data))
+    deleted.unlink()
+    car.unlink()
+    garbled.write_text("{not json", encoding="utf-8")
+
+    again = crawl(replica, "models", out)
+    assert_complete(again)
+    touched = {
+        Path(p).parent.name if p.startswith("models/") else Path(p).stem for p in (*configs[:2], cars[2], metadata[3])
+    }
+    assert again.stat("hfscraper/files/entities") == len(touched), again.stderr[-3000:]  # those folders, nothing else
+    assert again.stat("hfscraper/files/downloaded") == 2  # the changed byte and the deleted file
+    assert snapshot(out) == clean
+    assert status(replica, out).returncode == 0
+
+
+def listing_cursor(replica: ReplicaHandle, page: int, page_size: int) -> str:
+    """The `cursor=...` of a page of the models listing (pages count from 0)."""
+    url: str | None = f"{replica.url}/api/models?sort=createdAt&limit={page_size}"
+    for _ in range(page):
+        assert url is not None
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=30) as response:
+            target = parse_link_next(response.headers.get_all("Link") or [])
+        url = target and urllib.request.urljoin(url, target)
+    assert url is not None
+    return re.search(r"cursor=[^&]+", url).group(0)  # type: ignore[union-attr]
+
+
+def test_folders_lost_before_a_resume_checkpoint_are_noticed_and_restored(
+    replica: ReplicaHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    third = listing_cursor(replica, 2, 10)
+    replica.set_faults([{"kind": "5xx", "status": 503, "rate": 1.0, "path": re.escape(third)}])
+    try:
+        first = crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10)
+    finally:
+        replica.set_faults([])
+    assert first.returncode == 1 and first.stat("finish_reason") == "listing_incomplete", first.stderr[-3000:]
+    stored = sorted(d for d in (out / "models").iterdir())
+    assert len(stored) >= 15  # the two pages before the lost one
+    for folder in stored[:5]:
+        shutil.rmtree(folder)
+
+    resumed = crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10)
+    assert_complete(resumed)
+    warned = [line for line in resumed.stderr.splitlines() if "] WARNING: " in line and "are missing from" in line]
+    assert len(warned) == 1 and warned[0].split("WARNING: ")[1].startswith("5 model(s)"), resumed.stderr[-3000:]
+    assert resumed.stat("hfscraper/state/lost") == 5
+    assert {d.name for d in (out / "models").iterdir()} == {
+        entity_folder_name(e["id"]) for e in public(replica.truth, "model")
+    }
+    assert status(replica, out).returncode == 0

@@ -58,7 +58,9 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.misc import load_object
 
+from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.items import HubEntityItem
+from hfscraper.seal import folder_seal
 from hfscraper.state import (
     STAGE_PIPELINES,
     Checkpoint,
@@ -69,6 +71,7 @@ from hfscraper.state import (
     SharedStateStore,
     StageFailed,
     StateStore,
+    entity_folder,
     item_version,
     remove_tombstone,
     state_file_path,
@@ -123,6 +126,14 @@ def state_location(settings: BaseSettings) -> tuple[Path, Path]:
     return state_file_path(state_dir, output), output
 
 
+def car_folder(settings: BaseSettings, output_dir: Path) -> Path:
+    """Where the IPFS stage writes the CARs (HFSCRAPER_IPFS_CAR_DIR, default `<output>/car`)."""
+    from hfscraper.pipelines.ipfs import DEFAULT_CAR_FOLDER  # that module imports this one
+
+    car_dir = settings.get("HFSCRAPER_IPFS_CAR_DIR")
+    return Path(os.path.abspath(os.path.expanduser(car_dir))) if car_dir else output_dir / DEFAULT_CAR_FOLDER
+
+
 def enabled_stages(crawler: Crawler) -> tuple[str, ...]:
     """The pipeline stages (`hfscraper.state.STAGE_PIPELINES`) that this crawler runs."""
     stages = []
@@ -140,6 +151,10 @@ class _Opened:
     resumed: bool
     recovering: bool
     reset: int
+    #: Entities the state called complete whose folder was gone (`lost`) or no longer as sealed (`changed`) when
+    #: this run started: they are redone, and the listing is walked from the top and in full to reach them.
+    lost: int = 0
+    changed: int = 0
 
 
 class CrawlSession:
@@ -167,8 +182,11 @@ class CrawlSession:
         stages: tuple[str, ...],
         lock: IO[bytes] | None,
         deltafetch: bool,
+        car_dir: Path | None = None,
     ) -> None:
         self.crawler = crawler
+        #: Where the IPFS stage writes each entity's CAR (part of its seal), None when it does not run.
+        self.car_dir = car_dir
         assert crawler.stats is not None
         self.stats: StatsCollector = crawler.stats
         self.shared = shared
@@ -181,9 +199,9 @@ class CrawlSession:
         self.stages = stages
         self.deltafetch = deltafetch
         self.recovering = opened.recovering
-        self.since: str | None = opened.crawl.since
+        self.since: str | None = None if opened.lost or opened.changed else opened.crawl.since
         self._lock = lock
-        cursor = opened.cursor
+        cursor = None if opened.lost or opened.changed else opened.cursor
         self.chain_done = bool(cursor is not None and cursor.done)
         self.resume: tuple[str, int, int] | None = None
         if cursor is not None and not cursor.done and cursor.next_url:
@@ -379,7 +397,9 @@ class CrawlSession:
         if not batch:
             return
         task = asyncio.ensure_future(
-            self.shared.call(_record_batch, self.crawl_id, [r for r, _ in batch], self.output_dir, self.recovering)
+            self.shared.call(
+                _record_batch, self.crawl_id, [r for r, _ in batch], self.output_dir, self.recovering, self.car_dir
+            )
         )
         self._record_tasks.add(task)
         task.add_done_callback(lambda t: self._records_done(t, batch))
@@ -452,12 +472,28 @@ class CrawlSession:
 # -- work done on the store's thread -----------------------------------------------------------------------
 
 
+def entity_seal(output_dir: Path, car_dir: Path | None, repo_type: str, repo_id: str) -> str | None:
+    """The seal (`hfscraper.seal`) of an entity's folder and CAR as they are on disk now."""
+    folder = entity_folder(output_dir, repo_type, repo_id)
+    if folder is None:
+        return None
+    cars = () if car_dir is None else (car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car",)
+    return folder_seal(folder, cars)
+
+
 def _record_batch(
-    store: StateStore, crawl_id: int, records: list[EntityRecord], output_dir: Path, recovering: bool
+    store: StateStore,
+    crawl_id: int,
+    records: list[EntityRecord],
+    output_dir: Path,
+    recovering: bool,
+    car_dir: Path | None = None,
 ) -> list[tuple[str, str]]:
     if recovering:
         for record in records:
             sweep_leftovers(output_dir, record.repo_type, record.id)
+    # Sealed here, on the state's thread, once every stage has written the folder (this pipeline runs last).
+    records = [dataclasses.replace(r, seal=entity_seal(output_dir, car_dir, r.repo_type, r.id)) for r in records]
     restored = store.record_entities(crawl_id, records)
     for repo_type, repo_id in restored:
         remove_tombstone(output_dir, repo_type, repo_id)
@@ -483,7 +519,46 @@ def _tombstone_unseen(store: StateStore, repo_type: str, crawl_id: int, output_d
     return store.tombstone(repo_type, crawl_id, ids, when)
 
 
-def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: int, reset: bool) -> _Opened:
+def _check_stored(
+    store: StateStore, repo_type: str, resumed_crawl: int | None, output_dir: Path, car_dir: Path | None
+) -> tuple[list[str], list[str]]:
+    """`(lost, changed)`: ids of entities the state calls complete whose folder is gone, and (of those the resumed
+    crawl already saw: the pages before its checkpoint are not listed again) whose folder or CAR is not as sealed.
+
+    One directory listing per type for the first (the whole archive, on every start), one `stat` per file for the
+    second.
+    """
+    try:
+        names = {entry.name for entry in os.scandir(output_dir / OUTPUT_FOLDERS[repo_type])}
+    except FileNotFoundError:
+        names = set()
+    lost = [
+        repo_id
+        for repo_id, _ in store.complete_entities(repo_type)
+        if (folder := entity_folder(output_dir, repo_type, repo_id)) is not None and folder.name not in names
+    ]
+    changed: list[str] = []
+    if resumed_crawl is not None:
+        missing = set(lost)
+        changed = [
+            repo_id
+            for repo_id, seal in store.complete_entities(repo_type, resumed_crawl)
+            if seal is not None
+            and repo_id not in missing
+            and entity_seal(output_dir, car_dir, repo_type, repo_id) != seal
+        ]
+    return lost, changed
+
+
+def _open_crawl(
+    store: StateStore,
+    spider: str,
+    identity: dict[str, Any],
+    pid: int,
+    reset: bool,
+    output_dir: Path | None = None,
+    car_dir: Path | None = None,
+) -> _Opened:
     listing_key, scope_key = listing_keys(identity)
     crawl = store.unfinished_crawl(listing_key)
     resumed = crawl is not None
@@ -513,8 +588,14 @@ def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: i
         cursor = None
     recovering = resumed and crawl.run_pid is not None and crawl.finished_at is None
     reset_count = store.reset_stages(identity["type"], spider) if reset else 0
+    lost: list[str] = []
+    changed: list[str] = []
+    if output_dir is not None and not reset:
+        lost, changed = _check_stored(store, identity["type"], crawl.crawl_id if resumed else None, output_dir, car_dir)
+        if lost or changed:
+            store.invalidate_entities(identity["type"], [*lost, *changed])
     crawl = store.start_run(crawl.crawl_id, pid)
-    return _Opened(crawl, cursor, resumed, recovering, reset_count)
+    return _Opened(crawl, cursor, resumed, recovering, reset_count, len(lost), len(changed))
 
 
 def _lock_listing(state_file: Path, listing_key: str) -> IO[bytes] | None:
@@ -655,7 +736,12 @@ class CheckpointExtension:
         try:
             if (await shared.call(StateStore.meta)).get("output_dir") is None:
                 await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
-            opened = await shared.call(_open_crawl, spider.name, identity, os.getpid(), self.reset)
+            car_dir = (
+                car_folder(self.crawler.settings, self.output_dir) if "ipfs" in enabled_stages(self.crawler) else None
+            )
+            opened = await shared.call(
+                _open_crawl, spider.name, identity, os.getpid(), self.reset, self.output_dir, car_dir
+            )
         except Exception as exc:
             shared.release()
             _unlock(lock)
@@ -668,15 +754,17 @@ class CheckpointExtension:
         self, spider: Spider, shared: SharedStateStore, opened: _Opened, lock: IO[bytes] | None
     ) -> CrawlSession:
         """The session of an opened crawl (also the distributed worker's, which opens its crawl otherwise)."""
+        stages = enabled_stages(self.crawler)
         return CrawlSession(
             self.crawler,
             shared,
             opened,
             output_dir=self.output_dir,
             shape=str(getattr(spider, "shape", "")),
-            stages=enabled_stages(self.crawler),
+            stages=stages,
             lock=lock,
             deltafetch=self.deltafetch,
+            car_dir=car_folder(self.crawler.settings, self.output_dir) if "ipfs" in stages else None,
         )
 
     def _log_start(self, opened: _Opened, identity: dict[str, Any]) -> None:
@@ -684,6 +772,18 @@ class CheckpointExtension:
         assert session is not None
         stats = session.stats
         crawl = opened.crawl
+        if opened.lost or opened.changed:
+            logger.warning(
+                "%(lost)d %(type)s(s) the crawl state called complete are missing from %(out)s and %(changed)d "
+                "changed since they were stored; they will be stored again (the listing is walked from its first "
+                "page%(full)s)",
+                {
+                    "lost": opened.lost, "changed": opened.changed, "type": crawl.repo_type, "out": self.output_dir,
+                    "full": ", in full" if crawl.since else "",
+                },
+            )  # fmt: skip
+            stats.set_value("hfscraper/state/lost", opened.lost)
+            stats.set_value("hfscraper/state/changed", opened.changed)
         if opened.reset:
             logger.info(
                 "DELTAFETCH_RESET: %(n)d %(type)s(s) will be stored again", {"n": opened.reset, "type": crawl.repo_type}

@@ -12,7 +12,9 @@ For each callback's output it looks up, in one query, the entities it carries: H
   must not get those rows twice. An entity still in the pipeline (listed twice) is waited for first.
 - **Unchanged entities** (DELTAFETCH_ENABLED): an entity whose `(id, sha, lastModified)` and listing fields
   equal the recorded ones, that completed every pipeline stage this crawl runs, is not tombstoned and whose
-  `metadata.json` is on disk, is skipped: nothing is rewritten, nothing downloaded.
+  folder (and CAR) still has the seal recorded with it (`hfscraper.seal`: every file's size and modification
+  time), is skipped: nothing is rewritten, nothing downloaded. A folder changed, emptied or lost since is processed
+  again.
 - **Keyed requests** (DELTAFETCH_ENABLED): a request with `meta["deltafetch_key"]` is skipped when an item
   from an earlier response to a request with that key was stored (as scrapy-deltafetch does).
 
@@ -37,10 +39,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import Request
 
-from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
+from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession, entity_seal
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines.entity_store import METADATA_FILE
-from hfscraper.state import StateStore, entity_folder, item_version
+from hfscraper.state import EntityState, StateStore, entity_folder, item_version
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -73,6 +75,7 @@ def judge(
     output_dir: Path,
     spider: str = "",
     keys: Iterable[str] = (),
+    car_dir: Path | None = None,
 ) -> tuple[dict[str, str], set[str]]:
     """On the store's thread: `({id: DUPLICATE | UNCHANGED}, {stored request keys})` for one page's output."""
     required = frozenset(stages)
@@ -84,13 +87,20 @@ def judge(
             continue
         if state.stored_crawl_id == crawl_id:
             verdicts[repo_id] = DUPLICATE
-        elif required <= state.stages:
-            folder = entity_folder(output_dir, repo_type, repo_id)
-            if folder is not None and (folder / METADATA_FILE).is_file():
-                verdicts[repo_id] = UNCHANGED
+        elif required <= state.stages and _intact(state, output_dir, car_dir):
+            verdicts[repo_id] = UNCHANGED
     keys = list(keys)
     known = store.known_request_keys(spider, keys) if keys else set()
     return verdicts, known
+
+
+def _intact(state: EntityState, output_dir: Path, car_dir: Path | None) -> bool:
+    """The entity's folder (and CAR) is as the state recorded it: its seal is unchanged (an entity recorded
+    before seals: its `metadata.json` is there)."""
+    if state.seal is not None:
+        return entity_seal(output_dir, car_dir, state.repo_type, state.id) == state.seal
+    folder = entity_folder(output_dir, state.repo_type, state.id)
+    return folder is not None and (folder / METADATA_FILE).is_file()
 
 
 class DeltaFetchSpiderMiddleware:
@@ -236,4 +246,5 @@ def _judge_call(
         output_dir=session.output_dir,
         spider=spider,
         keys=keys,
+        car_dir=session.car_dir,
     )

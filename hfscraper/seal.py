@@ -1,0 +1,65 @@
+"""The seal of an entity folder: a digest of what was on disk when the crawl state recorded the entity complete.
+
+Every file under the folder (path relative to it, size, modification time in nanoseconds) and the entity's CAR,
+hashed together. A later run that would skip the entity as unchanged recomputes it first, at the cost of one
+`stat` per file: a file changed (even a byte in place: its mtime moves), truncated, deleted or added, a deleted
+CAR, a folder gone, and the entity is processed again instead of being taken for complete. What it cannot see (a
+change that keeps size and mtime) is `scrapy verify`'s job, which rehashes every byte.
+
+Left out: leftovers of interrupted atomic writes (`TEMP_PREFIX...`, swept by the crawl) and `tombstone.json`
+(written and removed by the crawl state itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from hfscraper.fsutil import TEMP_PREFIX
+from hfscraper.state import TOMBSTONE_FILE
+
+
+def folder_seal(folder: Path, extra: Iterable[Path] = ()) -> str | None:
+    """The seal of *folder* and the *extra* files (its CAR); None when the folder is not a real folder."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return None
+    except OSError:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    entries: list[tuple[str, int, int, int]] = []
+    _walk(os.fspath(folder), "", entries)
+    for path in extra:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            entries.append((f"\0{path}", -1, 0, 0))  # recorded as missing: a CAR that appears changes the seal too
+            continue
+        entries.append((f"\0{path}", info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)))
+    for name, size, mtime, kind in sorted(entries):
+        digest.update(f"{name}\0{size}\0{mtime}\0{kind}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _walk(top: str, prefix: str, entries: list[tuple[str, int, int, int]]) -> None:
+    try:
+        scan = os.scandir(top)
+    except OSError:
+        return
+    with scan:
+        for entry in scan:
+            name = entry.name
+            if name.startswith(TEMP_PREFIX) or (not prefix and name == TOMBSTONE_FILE):
+                continue
+            relative = f"{prefix}{name}"
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                _walk(entry.path, f"{relative}/", entries)
+            else:
+                entries.append((relative, info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)))

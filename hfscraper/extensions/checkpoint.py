@@ -59,6 +59,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.utils.misc import load_object
 
 from hfscraper.items import HubEntityItem
+from hfscraper.resources import ResourceGuard
 from hfscraper.state import (
     STAGE_PIPELINES,
     Checkpoint,
@@ -314,6 +315,8 @@ class CrawlSession:
                 # The crawl goes on (the next checkpoint may succeed), but it cannot count as complete.
                 self.failed = True
                 self.stats.inc_value("hfscraper/state/errors")
+                if ResourceGuard.of(self.crawler).handle(exc) is not None:
+                    continue  # a full disk or a vanished folder: logged once, and the crawl stops
                 logger.error(
                     "Could not save a checkpoint in %(file)s: %(error)s", {"file": self.shared.path, "error": exc}
                 )
@@ -701,8 +704,14 @@ class CheckpointExtension:
             stats.get_value("hfscraper/store/failed")
         )
         complete = reason == "finished" and not incomplete and session.chain_complete and not session.failed
-        await session.close(reason, complete)
-        self.session = None
+        try:
+            await session.close(reason, complete)
+        except Exception as exc:
+            # The state's disk is full or its folder gone: the run stays unfinished there (the next one resumes it).
+            if ResourceGuard.of(self.crawler).handle(exc) is None:
+                raise
+        finally:
+            self.session = None
 
     # -- item signals ---------------------------------------------------------------------------------------
 

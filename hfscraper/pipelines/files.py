@@ -106,6 +106,7 @@ from hfscraper.repofiles import (
     select_files,
     strip_etag,
 )
+from hfscraper.resources import RESOURCE_REASONS, ResourceGuard
 from hfscraper.state import SharedStateStore, utc_now
 from hfscraper.streaming import BodyStreamer, StreamError, remove_quietly
 
@@ -245,6 +246,7 @@ class RepoFilesPipeline:
         # lowers its delay on 200s, so a queue of nothing but redirects crawls at AUTOTHROTTLE_START_DELAY).
         self._in_flight = asyncio.Semaphore(max(1, settings.getint("CONCURRENT_REQUESTS", 16)))
         self._warned: set[str] = set()
+        self.guard = ResourceGuard.of(crawler)
         crawler.signals.connect(self._headers_received, signal=signals.headers_received)
 
     @classmethod
@@ -261,7 +263,13 @@ class RepoFilesPipeline:
                 "Files: cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc}
             )
             raise CloseSpider("state_error") from exc
-        await asyncio.to_thread(self._sweep)
+        try:
+            await asyncio.to_thread(self._sweep)
+        except OSError as exc:
+            failure = self.guard.handle(exc)
+            if failure is None:
+                raise
+            raise CloseSpider(failure.reason) from None
 
     def _sweep(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +312,10 @@ class RepoFilesPipeline:
             if paths and self.sizes_from == "paths-info":
                 job.known = await self._paths_info(job, [p for p in paths if _is_safe(p)])
             results = list(await asyncio.gather(*(self._one_file(job, path) for path in paths)))
+            if self.guard.stopped and any(r.status == FAILED for r in results):
+                # A full disk or a vanished output folder: logged once, the crawl stops, the entity is redone later.
+                self.guard.dropped()
+                raise StageFailed(STAGE, f"{item.repo_type} {item.id}: the crawl stopped ({self.guard.stopped.reason})")
             kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
             await asyncio.to_thread(self._prune, job, kept)
         item.files = [r.to_dict() for r in results]
@@ -392,7 +404,8 @@ class RepoFilesPipeline:
             except _Fail as exc:
                 return self._failed(job, result, exc.reason, str(exc))
             except OSError as exc:  # the temporary folder (a full disk, permissions)
-                return self._failed(job, result, "disk", f"{type(exc).__name__}: {exc}")
+                failure = self.guard.handle(exc)
+                return self._failed(job, result, failure.reason if failure else "disk", f"{type(exc).__name__}: {exc}")
             except _Retry as exc:
                 last = exc
                 if exc.reason == "mismatch":
@@ -420,7 +433,8 @@ class RepoFilesPipeline:
         result.status, result.reason = FAILED, reason
         self.stats.inc_value(f"{STATS}/failed")
         self.stats.inc_value(f"{STATS}/failed/{reason}")
-        (logger.info if reason == "shutdown" else logger.error)(
+        quiet = reason == "shutdown" or reason in RESOURCE_REASONS or self.guard.stopped is not None
+        (logger.info if quiet else logger.error)(
             "File %(path)s of %(type)s %(id)s not downloaded (%(reason)s): %(detail)s",
             {"path": result.path, "type": job.repo_type, "id": job.repo_id, "reason": reason, "detail": detail},
         )
@@ -580,6 +594,8 @@ class RepoFilesPipeline:
         assert engine is not None
         if not engine.running:
             raise _Fail("shutdown", "the crawl is stopping")
+        if self.guard.stopped is not None:
+            raise _Fail(self.guard.stopped.reason, "the crawl is stopping")
         try:
             return await engine.download_async(request)
         except IgnoreRequest as exc:  # the crawl is stopping, the auth middleware refused the token, ...
@@ -650,7 +666,8 @@ class RepoFilesPipeline:
         except UnsafePathError as exc:
             raise _Skip("unsafe_path", str(exc)) from None
         except OSError as exc:
-            raise _Fail("disk", f"cannot write {'/'.join(segments)}: {exc}") from None
+            failure = self.guard.handle(exc)
+            raise _Fail(failure.reason if failure else "disk", f"cannot write {'/'.join(segments)}: {exc}") from None
 
     def _prune(self, job: _Entity, kept: set[str]) -> None:
         removed = prune_entity_folder(job.folder, kept)

@@ -108,9 +108,11 @@ def _error_failure(exc: BaseException, folders: tuple[Path, ...]) -> ResourceFai
 
 
 def _where(error: BaseException, folders: tuple[Path, ...]) -> str:
+    """The crawl folder the failed write was in (what the user acts on), else the file itself."""
     filename = getattr(error, "filename", None)
     if filename:
-        return os.fsdecode(filename)
+        path = Path(os.path.abspath(os.fsdecode(filename)))
+        return next((str(f) for f in folders if path == f or f in path.parents), str(path))
     return str(folders[0]) if folders else "?"
 
 

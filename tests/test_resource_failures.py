@@ -257,6 +257,17 @@ def test_output_folder_renamed_away_mid_crawl(replica: ReplicaHandle, tmp_path: 
     assert str(out) in _error_lines(text)[0]
 
 
+def test_a_full_state_folder_stops_the_crawl(replica: ReplicaHandle, tmp_path: Path) -> None:
+    out, state = tmp_path / "out", tmp_path / "state"
+    state.mkdir()
+    log = tmp_path / "crawl.log"
+    # The state's own disk: big enough for the schema, too small for the crawl's records.
+    run_plan(tmp_path, {"out": str(state), "options": "size=160k", "steps": [_step(replica, out, log)]})
+    rc, text, stats = _result(log)
+    _assert_stopped(rc, text, stats, "disk_full")
+    assert f"at {state};" in _error_lines(text)[0]
+
+
 @pytest.mark.parametrize("which", ["HFSCRAPER_OUTPUT_DIR", "HFSCRAPER_STATE_DIR"])
 @pytest.mark.parametrize("command_name", ["crawl", "crawlall"])
 def test_a_folder_that_cannot_be_created_is_one_line_and_exit_2(

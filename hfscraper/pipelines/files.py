@@ -340,6 +340,8 @@ class RepoFilesPipeline:
             await self.state.call(record_files, item.repo_type, item.id, item.files or [], utc_now())
         except Exception as exc:  # the files are in place; only the report would miss them
             self.stats.inc_value(f"{STATS}/state_errors")
+            if self.guard.handle(exc) is not None:
+                return  # the state's disk is full or its folder gone: logged once, the crawl stops
             logger.warning(
                 "Could not record the files of %(type)s %(id)s in the crawl state: %(error)s",
                 {"type": item.repo_type, "id": item.id, "error": exc},

@@ -43,7 +43,7 @@ from scrapy.utils.asyncio import is_asyncio_available, run_in_thread
 
 from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
-from hfscraper.fsutil import fsync_directory, same_content, write_atomic
+from hfscraper.fsutil import fsync_directory, same_content, write_file
 from hfscraper.hub import HostileIdError, entity_folder_name, is_encoded_folder_name
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines import StageFailed
@@ -232,7 +232,7 @@ class EntityStorePipeline:
                 os.mkdir(path.parent)
                 if self.fsync:
                     fsync_directory(path.parent.parent)
-        write_atomic(path, data, fsync=self.fsync)
+        write_file(path, data, fsync=self.fsync)
         return True
 
 

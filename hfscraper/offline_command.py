@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
 
-from hfscraper.commands.runner import validate_settings
+from hfscraper.commands.runner import check_state, validate_settings
 
 if TYPE_CHECKING:
     import argparse
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 class OfflineCommand(ScrapyCommand):
     """A project command that reads what crawls left (state, outputs) and starts no crawler: settings validated up
-    front (exit 2 with one line), Scrapy's log off, `fail()` for a one-line error with an exit code."""
+    front (exit 2 with one line), a damaged state file refused up front (exit 1 with one line naming it and what to
+    do), Scrapy's log off, `fail()` for a one-line error with an exit code."""
 
     requires_project = True
     requires_crawler_process = False
@@ -29,6 +30,7 @@ class OfflineCommand(ScrapyCommand):
         super().process_options(args, opts)
         assert self.settings is not None
         validate_settings(self.settings)
+        check_state(self.settings)
 
     def fail(self, message: str, code: int) -> None:
         sys.stderr.write(f"hfscraper: {message}\n")

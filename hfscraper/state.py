@@ -238,6 +238,66 @@ class StateError(Exception):
     """The state file cannot be used (made by a newer hfscraper, not a database, unwritable)."""
 
 
+class StateDamagedError(StateError):
+    """The state file is damaged (SQLite finds it malformed, or it is not a database at all): its message names the
+    file, its companions and what to do."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        companions = [path, *(p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())]
+        names = " and ".join(str(p) for p in companions)
+        detail = " ".join(detail.split())
+        super().__init__(
+            f"the crawl state {path} is damaged ({detail}); move {names} aside (e.g. add .damaged to the name"
+            f"{'s' if len(companions) > 1 else ''}) and run the crawl again: it starts a new state and keeps the files "
+            "already on disk that still verify"
+        )
+
+
+#: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES: Final = frozenset({11, 26})
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True when a SQLite error says the database file itself is damaged (not locked, full or read-only)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    text = str(exc)
+    return code in _DAMAGE_CODES or "malformed" in text or "not a database" in text
+
+
+def check_state_file(path: str | os.PathLike[str]) -> None:
+    """Raise StateDamagedError if the state file at *path* exists and is damaged; creates nothing.
+
+    `PRAGMA quick_check` reads every page once (about 0.15 s for the state of 100,000 entities with their files
+    and CIDs, 122 MiB, from the page cache): a damaged page anywhere is found before a crawl trusts the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return  # unreadable for another reason (permissions): opening the store says so
+    problem = None
+    try:
+        # SQLite 3.40 reports a false "NULL value in provenance_edges.relation" for every row of that WITHOUT ROWID
+        # table (its NOT NULL check misreads the rearranged columns); the pages themselves are what matters here.
+        for (row,) in db.execute("PRAGMA quick_check(1000000000)"):
+            if row != "ok" and not str(row).startswith("NULL value in "):
+                problem = str(row)
+                break
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            raise StateDamagedError(path, str(exc)) from None
+        return
+    finally:
+        db.close()
+    if problem is not None:
+        raise StateDamagedError(path, f"quick_check: {problem}")
+
+
 def utc_now() -> str:
     """Now, in the Hub's date form (`2026-11-26T03:39:53.123Z`): the state's timestamps sort as text."""
     return format_hub_datetime(datetime.now(UTC))
@@ -489,6 +549,8 @@ class StateStore:
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._setup()
         except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise StateDamagedError(self.path, str(exc)) from None
             raise StateError(f"{self.path}: {exc}") from None
 
     def close(self) -> None:

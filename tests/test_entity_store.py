@@ -129,7 +129,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
     original = path.read_bytes()
 
     def broken_replace(src: str, dst: str) -> None:
-        raise OSError(28, "No space left on device")
+        raise OSError(5, "Input/output error")  # not a full disk: that stops the crawl (test_resource_failures)
 
     monkeypatch.setattr(fsutil.os, "replace", broken_replace)
     (result,) = process(pipeline, ModelItem.from_api({"id": "a", "likes": 2}))

@@ -15,8 +15,10 @@ from scrapy.exceptions import UsageError
 
 from hfscraper.commands.runner import (
     CrawlOutcome,
+    check_state,
     exit_code,
     fail_usage,
+    validate_folders,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -34,6 +36,8 @@ class Command(ScrapyCrawlCommand):
         super().process_options(args, opts)
         validate_settings(self.settings)
         validate_token(self.settings)
+        validate_folders(self.settings)
+        check_state(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

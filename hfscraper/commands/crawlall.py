@@ -17,7 +17,9 @@ from scrapy.settings import SETTINGS_PRIORITIES
 
 from hfscraper.commands.runner import (
     CrawlOutcome,
+    check_state,
     exit_code,
+    validate_folders,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -43,6 +45,8 @@ class Command(BaseRunSpiderCommand):
         super().process_options(args, opts)
         validate_settings(self.settings)
         validate_token(self.settings)
+        validate_folders(self.settings)
+        check_state(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.crawler_process and self.settings is not None

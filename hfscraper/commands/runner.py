@@ -50,6 +50,32 @@ def validate_token(settings: Settings) -> None:
         raise SystemExit(EXIT_USAGE) from None
 
 
+def validate_folders(settings: Settings) -> None:
+    """Check that the output and state folders can be created and written before anything starts (nothing is
+    created here); exit 2 with one line if not."""
+    from hfscraper.resources import folder_unusable
+
+    folders = (("output", "HFSCRAPER_OUTPUT_DIR", "output"), ("state", "HFSCRAPER_STATE_DIR", "state"))
+    for what, name, default in folders:
+        folder = settings.get(name) or default
+        problem = folder_unusable(folder)
+        if problem is not None:
+            fail_usage(f"the {what} folder {folder} cannot be used ({problem}); set {name} to a folder you can write")
+
+
+def check_state(settings: Settings) -> None:
+    """Refuse to start on a damaged state file: one line naming it and what to do, exit 1."""
+    from hfscraper.extensions.checkpoint import state_location
+    from hfscraper.state import StateDamagedError, check_state_file
+
+    path, _ = state_location(settings)
+    try:
+        check_state_file(path)
+    except StateDamagedError as exc:
+        print(f"hfscraper: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_INCOMPLETE) from None
+
+
 def validate_spider_arguments(spidercls: type, spargs: dict[str, Any]) -> None:
     """Run the spider's own argument check before any crawler is built; exit 2 with one line if bad."""
     check = getattr(spidercls, "validate_arguments", None)

@@ -60,6 +60,7 @@ from scrapy.utils.misc import load_object
 
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.items import HubEntityItem
+from hfscraper.resources import ResourceGuard
 from hfscraper.seal import folder_seal
 from hfscraper.state import (
     STAGE_PIPELINES,
@@ -361,6 +362,8 @@ class CrawlSession:
         # The crawl goes on (the next commit may succeed), but it cannot count as complete.
         self.failed = True
         self.stats.inc_value("hfscraper/state/errors")
+        if ResourceGuard.of(self.crawler).handle(exc) is not None:
+            return  # a full disk or a vanished folder: logged once, and the crawl stops
         logger.error("Could not write to the crawl state %(file)s: %(error)s", {"file": self.shared.path, "error": exc})
 
     async def flush(self) -> None:
@@ -831,8 +834,14 @@ class CheckpointExtension:
             stats.get_value("hfscraper/store/failed")
         )
         complete = reason == "finished" and not incomplete and session.chain_complete and not session.failed
-        await session.close(reason, complete)
-        self.session = None
+        try:
+            await session.close(reason, complete)
+        except Exception as exc:
+            # The state's disk is full or its folder gone: the run stays unfinished there (the next one resumes it).
+            if ResourceGuard.of(self.crawler).handle(exc) is None:
+                raise
+        finally:
+            self.session = None
 
     # -- item signals ---------------------------------------------------------------------------------------
 

@@ -28,22 +28,26 @@ Items other than hfscraper's Hub items pass through untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from itemadapter import ItemAdapter
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import CloseSpider, DropItem
 from scrapy.utils.asyncio import is_asyncio_available, run_in_thread
 
 from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
-from hfscraper.fsutil import same_content, write_file
+from hfscraper.fsutil import fsync_directory, same_content, write_file
 from hfscraper.hub import HostileIdError, entity_folder_name, is_encoded_folder_name
 from hfscraper.items import HubEntityItem
+from hfscraper.pipelines import StageFailed
+from hfscraper.resources import ResourceGuard
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -54,6 +58,8 @@ METADATA_FILE = "metadata.json"
 DEFAULT_OUTPUT_DIR = "output"
 #: The most items one worker-thread call stores.
 BATCH_SIZE = 64
+#: Seconds between two checks that the output and state folders are still the crawl's (not renamed away).
+FOLDER_CHECK_INTERVAL = 1.0
 
 
 def _shown(repo_id: object, limit: int = 200) -> str:
@@ -96,14 +102,27 @@ class EntityStorePipeline:
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self._roots: dict[str, Path] = {}
         self._batcher: ThreadBatcher[tuple[str, str, dict[str, Any], str], tuple[bool, bool]] | None = None
+        self.guard = ResourceGuard.of(crawler)
+        self._folders_checked = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
+    def open_spider(self) -> None:
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failure = self.guard.handle(exc)
+            if failure is None:
+                raise
+            raise CloseSpider(failure.reason) from None
+        self.guard.remember_folders()
+
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, HubEntityItem):
             return item
+        self._check_folders()
         repo_id = ItemAdapter(item).get("id")
         try:
             folder = entity_folder_name(repo_id)
@@ -120,6 +139,9 @@ class EntityStorePipeline:
         except FolderCollisionError as exc:
             self._refuse("folder_collision", repo_id, str(exc))
         except OSError as exc:
+            if self.guard.handle(exc) is not None:  # logged once, and the crawl stops: the entity is redone later
+                self.guard.dropped()
+                raise StageFailed("stored", f"not stored: {exc}") from None
             self.stats.inc_value("hfscraper/store/failed")
             logger.error("Could not store %(id)s: %(error)s", {"id": _shown(repo_id), "error": exc})
             raise
@@ -127,6 +149,20 @@ class EntityStorePipeline:
             self.stats.inc_value("hfscraper/store/ascii_fallback")
         self.stats.inc_value("hfscraper/store/written" if written else "hfscraper/store/unchanged")
         return item
+
+    def _check_folders(self) -> None:
+        """Drop the item if the crawl stopped for a resource failure, or its folders went away meanwhile (a folder
+        renamed away that a later write would silently make again)."""
+        failure = self.guard.stopped
+        now = time.monotonic()
+        if failure is None and now - self._folders_checked >= FOLDER_CHECK_INTERVAL:
+            self._folders_checked = now
+            failure = self.guard.check_folders()
+            if failure is not None:
+                self.guard.stop(failure)
+        if failure is not None:
+            self.guard.dropped()
+            raise StageFailed("stored", f"the crawl stopped ({failure.reason})")
 
     async def _run_in_thread(self, job: tuple[str, str, dict[str, Any], str]) -> tuple[bool, bool]:
         if is_asyncio_available():
@@ -190,6 +226,12 @@ class EntityStorePipeline:
             stored = stored_id(path)
             if stored is not None and stored != repo_id:
                 raise FolderCollisionError(f"{path.parent} already holds {stored!r}")
+        if size is None:
+            # Not its parents: a type folder (or the output folder) that vanished is an error, not made again.
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path.parent)
+                if self.fsync:
+                    fsync_directory(path.parent.parent)
         write_file(path, data, fsync=self.fsync)
         return True
 

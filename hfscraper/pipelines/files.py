@@ -107,6 +107,7 @@ from hfscraper.repofiles import (
     select_files,
     strip_etag,
 )
+from hfscraper.resources import RESOURCE_REASONS, ResourceGuard
 from hfscraper.state import SharedStateStore, utc_now
 from hfscraper.streaming import BodyStreamer, StreamError, remove_quietly
 
@@ -246,6 +247,7 @@ class RepoFilesPipeline:
         # lowers its delay on 200s, so a queue of nothing but redirects crawls at AUTOTHROTTLE_START_DELAY).
         self._in_flight = asyncio.Semaphore(max(1, settings.getint("CONCURRENT_REQUESTS", 16)))
         self._warned: set[str] = set()
+        self.guard = ResourceGuard.of(crawler)
         crawler.signals.connect(self._headers_received, signal=signals.headers_received)
 
     @classmethod
@@ -262,7 +264,13 @@ class RepoFilesPipeline:
                 "Files: cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc}
             )
             raise CloseSpider("state_error") from exc
-        await asyncio.to_thread(self._sweep)
+        try:
+            await asyncio.to_thread(self._sweep)
+        except OSError as exc:
+            failure = self.guard.handle(exc)
+            if failure is None:
+                raise
+            raise CloseSpider(failure.reason) from None
 
     def _sweep(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -305,6 +313,10 @@ class RepoFilesPipeline:
             if paths and self.sizes_from == "paths-info":
                 job.known = await self._paths_info(job, [p for p in paths if _is_safe(p)])
             results = list(await asyncio.gather(*(self._one_file(job, path) for path in paths)))
+            if self.guard.stopped and any(r.status == FAILED for r in results):
+                # A full disk or a vanished output folder: logged once, the crawl stops, the entity is redone later.
+                self.guard.dropped()
+                raise StageFailed(STAGE, f"{item.repo_type} {item.id}: the crawl stopped ({self.guard.stopped.reason})")
             # Only a folder whose every file succeeded becomes the listed commit's snapshot: after a failure the
             # copy already on disk (verified when it was placed) stays until a later run replaces it.
             if not any(r.status == FAILED for r in results):
@@ -332,6 +344,8 @@ class RepoFilesPipeline:
             await self.state.call(record_files, item.repo_type, item.id, item.files or [], utc_now())
         except Exception as exc:  # the files are in place; only the report would miss them
             self.stats.inc_value(f"{STATS}/state_errors")
+            if self.guard.handle(exc) is not None:
+                return  # the state's disk is full or its folder gone: logged once, the crawl stops
             logger.warning(
                 "Could not record the files of %(type)s %(id)s in the crawl state: %(error)s",
                 {"type": item.repo_type, "id": item.id, "error": exc},
@@ -396,7 +410,8 @@ class RepoFilesPipeline:
             except _Fail as exc:
                 return self._failed(job, result, exc.reason, str(exc))
             except OSError as exc:  # the temporary folder (a full disk, permissions)
-                return self._failed(job, result, "disk", f"{type(exc).__name__}: {exc}")
+                failure = self.guard.handle(exc)
+                return self._failed(job, result, failure.reason if failure else "disk", f"{type(exc).__name__}: {exc}")
             except _Retry as exc:
                 last = exc
                 if exc.reason == "mismatch":
@@ -424,7 +439,8 @@ class RepoFilesPipeline:
         result.status, result.reason = FAILED, reason
         self.stats.inc_value(f"{STATS}/failed")
         self.stats.inc_value(f"{STATS}/failed/{reason}")
-        (logger.info if reason == "shutdown" else logger.error)(
+        quiet = reason == "shutdown" or reason in RESOURCE_REASONS or self.guard.stopped is not None
+        (logger.info if quiet else logger.error)(
             "File %(path)s of %(type)s %(id)s not downloaded (%(reason)s): %(detail)s",
             {"path": result.path, "type": job.repo_type, "id": job.repo_id, "reason": reason, "detail": detail},
         )
@@ -584,6 +600,8 @@ class RepoFilesPipeline:
         assert engine is not None
         if not engine.running:
             raise _Fail("shutdown", "the crawl is stopping")
+        if self.guard.stopped is not None:
+            raise _Fail(self.guard.stopped.reason, "the crawl is stopping")
         try:
             return await engine.download_async(request)
         except IgnoreRequest as exc:  # the crawl is stopping, the auth middleware refused the token, ...
@@ -654,7 +672,8 @@ class RepoFilesPipeline:
         except UnsafePathError as exc:
             raise _Skip("unsafe_path", str(exc)) from None
         except OSError as exc:
-            raise _Fail("disk", f"cannot write {'/'.join(segments)}: {exc}") from None
+            failure = self.guard.handle(exc)
+            raise _Fail(failure.reason if failure else "disk", f"cannot write {'/'.join(segments)}: {exc}") from None
 
     def _prune(self, job: _Entity, kept: set[str]) -> None:
         removed = prune_entity_folder(job.folder, kept)

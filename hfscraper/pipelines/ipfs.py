@@ -48,6 +48,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Self
@@ -85,6 +86,7 @@ from hfscraper.ipfs.pins import (
 from hfscraper.ipfs.profiles import get_profile
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines import StageFailed
+from hfscraper.resources import ResourceGuard
 from hfscraper.state import TOMBSTONE_FILE, SharedStateStore, utc_now
 
 if TYPE_CHECKING:
@@ -212,6 +214,7 @@ class IpfsPipeline:
         self.backend: IpfsBackend | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._roots: dict[str, Path] = {}
+        self.guard = ResourceGuard.of(crawler)
         crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
 
     @classmethod
@@ -320,6 +323,8 @@ class IpfsPipeline:
             self._fail("node", label, exc)
         except OSError as exc:  # the state file
             self._fail("disk", label, exc)
+        except sqlite3.OperationalError as exc:  # the state file's disk is full or read-only, or anything else
+            self._fail("disk", label, exc)
         return item
 
     def _folder(self, repo_type: str, repo_id: str) -> Path:
@@ -416,6 +421,10 @@ class IpfsPipeline:
         return removed
 
     def _fail(self, reason: str, label: str, exc: BaseException) -> NoReturn:
+        if reason in ("disk", "folder", "node") and self.guard.handle(exc) is not None:
+            # A full disk, or the output or state folder gone: logged once, the crawl stops, the entity is redone.
+            self.guard.dropped()
+            raise StageFailed(STAGE, f"IPFS stage stopped for {label}: {exc}")
         self.stats.inc_value("hfscraper/ipfs/failed")
         self.stats.inc_value(f"hfscraper/ipfs/failed/{reason}")
         logger.error("IPFS: %(entity)s not addressed and pinned: %(error)s", {"entity": label, "error": exc})

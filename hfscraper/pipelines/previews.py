@@ -75,6 +75,7 @@ from hfscraper.items import DatasetItem, HubEntityItem, SpaceItem
 from hfscraper.middlewares.auth import origin_of
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
+from hfscraper.resources import ResourceGuard
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -117,6 +118,7 @@ class PreviewsPipeline:
         if not settings.getbool("HFSCRAPER_PREVIEWS_ENABLED", True):
             raise NotConfigured("HFSCRAPER_PREVIEWS_ENABLED is off")
         self.crawler = crawler
+        self.guard = ResourceGuard.of(crawler)
         assert crawler.stats is not None
         self.stats = crawler.stats
         self.server = normalize_endpoint(
@@ -283,7 +285,14 @@ class PreviewsPipeline:
         def write() -> list[bool]:
             return [write_if_changed(folder / name, render_json(p), fsync=self.fsync) for name, p in files.items()]
 
-        for written in await asyncio.to_thread(write):
+        try:
+            results = await asyncio.to_thread(write)
+        except OSError as exc:
+            if self.guard.handle(exc) is None:
+                raise
+            self.guard.dropped()  # logged once, the crawl stops, the entity is redone by the next run
+            raise StageFailed(STAGE, f"not written: {exc}") from None
+        for written in results:
             self.stats.inc_value(f"{STATS}/written" if written else f"{STATS}/unchanged")
 
 

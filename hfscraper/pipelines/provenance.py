@@ -50,6 +50,7 @@ from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
 from hfscraper.provenance.extract import Extraction, extract
 from hfscraper.provenance.store import RECORD_BATCH, is_crawled, known_alias, record_alias, record_entity_batch
+from hfscraper.resources import ResourceGuard
 from hfscraper.state import SharedStateStore, StateError, utc_now
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class ProvenancePipeline:
         if not settings.getbool("HFSCRAPER_PROVENANCE_ENABLED", True):
             raise NotConfigured("HFSCRAPER_PROVENANCE_ENABLED is off")
         self.crawler = crawler
+        self.guard = ResourceGuard.of(crawler)
         assert crawler.stats is not None
         self.stats = crawler.stats
         self.resolve_renames: bool = settings.getbool("HFSCRAPER_PROVENANCE_RESOLVE_RENAMES", True)
@@ -141,7 +143,12 @@ class ProvenancePipeline:
             self._registered = False
         try:
             if last and self.rebuild_enabled and self.state is not None:
-                await self.rebuild_outputs()
+                if self.guard.stopped is not None:
+                    # The disk is full or the folder gone: the rebuild would fail too; the next run writes the files.
+                    logger.info("Provenance: graph files not rebuilt (the crawl stopped: %(r)s)",
+                                {"r": self.guard.stopped.reason})  # fmt: skip
+                else:
+                    await self.rebuild_outputs()
         finally:
             if self.state is not None:
                 state, self.state = self.state, None
@@ -206,9 +213,9 @@ class ProvenancePipeline:
                     await self._check_rename(state, repo_type, repo_id)
             await self._record((extraction, utc_now()))
         except (OSError, StateError) as exc:
-            self._fail(label, str(exc))
+            self._fail(label, str(exc), exc)
         except Exception as exc:  # sqlite3 errors and the like: the entity is redone by the next run
-            self._fail(label, f"{type(exc).__name__}: {exc}")
+            self._fail(label, f"{type(exc).__name__}: {exc}", exc)
         self.stats.inc_value(f"{STATS}/entities")
         self.stats.inc_value(f"{STATS}/edges", len(extraction.edges))
         for edge in extraction.edges:
@@ -262,7 +269,10 @@ class ProvenancePipeline:
         self.stats.inc_value(f"{STATS}/renames/failed")
         return None
 
-    def _fail(self, label: str, message: str) -> Any:
+    def _fail(self, label: str, message: str, exc: BaseException | None = None) -> Any:
+        if exc is not None and self.guard.handle(exc) is not None:
+            self.guard.dropped()  # a full disk or a vanished folder: logged once, the crawl stops
+            raise StageFailed(STAGE, f"provenance stage stopped for {label}: {message}")
         self.stats.inc_value(f"{STATS}/failed")
         logger.error("Provenance: relations of %(entity)s not recorded: %(error)s", {"entity": label, "error": message})
         raise StageFailed(STAGE, f"provenance stage failed for {label}: {message}")

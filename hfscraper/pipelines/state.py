@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.items import HubEntityItem
+from hfscraper.pipelines import StageFailed
+from hfscraper.resources import ResourceGuard
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -31,6 +33,7 @@ class CrawlStatePipeline:
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
+        self.guard = ResourceGuard.of(crawler)
         self._extension: CheckpointExtension | None = None
 
     @classmethod
@@ -48,5 +51,12 @@ class CrawlStatePipeline:
             return item
         session = self._session()
         if session is not None:
-            await session.record_stored(item)
+            try:
+                await session.record_stored(item)
+            except Exception as exc:
+                if self.guard.handle(exc) is None:
+                    raise
+                # The state's disk is full or its folder gone: logged once, the crawl stops, the entity is redone.
+                self.guard.dropped()
+                raise StageFailed("recorded", f"not recorded: {exc}") from None
         return item

@@ -61,7 +61,7 @@ made (nothing is written for an entity the store refused). Models pass through u
 
 Settings (read once): HFSCRAPER_PREVIEWS_ENABLED (off: NotConfigured), HFSCRAPER_DATASETS_SERVER,
 HFSCRAPER_PREVIEWS_MAX_SPLITS, HFSCRAPER_PREVIEWS_RETRY_MIN, HFSCRAPER_PREVIEWS_RETRY_MAX, HFSCRAPER_OUTPUT_DIR,
-HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC.
+HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC, DELTAFETCH_RESET (every dataset is asked again, backoffs included).
 
 Stats (prefix hfscraper/previews/): datasets, available, unavailable/<reason>, requests, endpoint_errors/<endpoint>,
 retry_later (datasets asked whose outcome is transient: pending), deferred (not asked: their backoff is not due;

@@ -57,6 +57,8 @@ files.sizes_from            HFSCRAPER_FILES_SIZES_FROM - ``resolve`` (free) or `
 previews.enabled            HFSCRAPER_PREVIEWS_ENABLED - dataset-viewer previews, space thumbnails and links
 previews.datasets_server    HFSCRAPER_DATASETS_SERVER - the dataset viewer's base URL
 previews.max_splits         HFSCRAPER_PREVIEWS_MAX_SPLITS - first rows of at most this many splits per dataset
+previews.retry_min          HFSCRAPER_PREVIEWS_RETRY_MIN - seconds before a transient viewer answer is asked again
+previews.retry_max          HFSCRAPER_PREVIEWS_RETRY_MAX - the longest wait between asks (the backoff doubles up to it)
 ipfs.enabled                HFSCRAPER_IPFS_ENABLED - file CIDs, ipfs_cid.txt, a CAR and a pin per entity folder
 ipfs.profile                HFSCRAPER_IPFS_PROFILE - the import parameters that decide every CID
 ipfs.backend                HFSCRAPER_IPFS_BACKEND - where roots are pinned: ``embedded`` or ``kubo``
@@ -600,6 +602,19 @@ SCHEMA: Final[tuple[Setting, ...]] = (
     Setting(
         "previews.max_splits", "HFSCRAPER_PREVIEWS_MAX_SPLITS", INT, 5,
         "Fetch `/first-rows` for at most this many splits of a dataset (in the viewer's order); 0 fetches none.",
+        minimum=0,
+    ),
+    Setting(
+        "previews.retry_min", "HFSCRAPER_PREVIEWS_RETRY_MIN", FLOAT, 600.0,
+        "Seconds after a transient answer of the dataset viewer (no answer, a timeout, a 5xx without the viewer's "
+        "error code, a 429, not computed yet) before a crawl asks it about that dataset again. Until then the "
+        "dataset's `preview_info.json` stays as it is (`\"final\": false`) and its previews stage pending; a "
+        "new version of the dataset is asked at once. The wait doubles after each transient answer.",
+        minimum=0,
+    ),
+    Setting(
+        "previews.retry_max", "HFSCRAPER_PREVIEWS_RETRY_MAX", FLOAT, 86400.0,
+        "The longest wait, in seconds, between two asks about a dataset whose viewer answers stay transient.",
         minimum=0,
     ),
     Setting(

@@ -145,6 +145,9 @@ class HubEntityItem:
         # Crawl bookkeeping, never part of the Hub JSON: (cursor chain id, listing page number) of the page
         # that listed this entity (see hfscraper.extensions.checkpoint).
         self._crawl_page: tuple[str, int] | None = None
+        # Stages a pipeline left unfinished without failing the entity (a preview the viewer could not give yet):
+        # not recorded as complete, so the next crawl processes the entity again.
+        self._pending_stages: set[str] = set()
 
     # -- mapping ------------------------------------------------------------------------------------------
 

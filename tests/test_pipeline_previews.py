@@ -2,7 +2,8 @@
 
 `preview_info.json` holds exactly what the viewer answered (compared with the replica's own answers), an
 unavailable preview carries its reason (never a stub), the token never reaches the viewer, and a re-crawl of an
-unchanged Hub asks the viewer nothing.
+unchanged Hub asks the viewer nothing (before the backoff of its transient answers; tests/test_previews_transient.py
+covers what happens after).
 """
 
 from __future__ import annotations
@@ -163,16 +164,17 @@ def test_space_details_come_from_the_listing(replica: ReplicaHandle, crawled: di
     assert not [p for p in result.output.rglob("*") if p.name == "preview_info.json" and "spaces" in p.parts]
 
 
-def test_a_recrawl_of_an_unchanged_hub_asks_the_viewer_nothing(
-    replica: ReplicaHandle, crawled: dict[str, Any]
-) -> None:
+def test_a_recrawl_of_an_unchanged_hub_asks_the_viewer_nothing(replica: ReplicaHandle, crawled: dict[str, Any]) -> None:
     first = crawled["datasets"]
-    assert first.stat("hfscraper/previews/retry_later") == len(by_status(replica)["not_ready"])
+    not_ready = len(by_status(replica)["not_ready"])
+    assert first.stat("hfscraper/previews/retry_later") == not_ready
     mark = replica.mark()
     again = crawl(replica, "datasets", crawled["root"] / "out")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stat("hfscraper/previews/datasets") is None
-    assert again.stat("deltafetch/skipped") == again.stat("hfscraper/spider/items")
+    # Only the datasets whose preview is not computed yet are processed again (their stage is pending), and
+    # their backoff is not due: the viewer is asked nothing.
+    assert again.stat("hfscraper/previews/datasets") == again.stat("hfscraper/previews/deferred") == not_ready
+    assert again.stat("deltafetch/skipped") == again.stat("hfscraper/spider/items") - not_ready
     assert [e for e in replica.requests(since=mark) if e["origin"] == "viewer"] == []
     # Asked again on request: DELTAFETCH_RESET.
     reset = crawl(replica, "datasets", crawled["root"] / "out", settings={"DELTAFETCH_RESET": "true"})
@@ -196,5 +198,6 @@ def test_a_viewer_hiccup_is_retried_and_a_lasting_one_recorded(replica: ReplicaH
         preview = preview_of(result, entity["id"])
         assert preview["unavailable"] is None and preview["size"] is None
         assert preview["errors"]["/size"]["status"] == 502
+        assert preview["final"] is False  # a gateway's 502 is not the viewer's last word: asked again later
     assert result.stat("hfscraper/previews/retry_later") == len(with_preview) + len(groups["not_ready"])
     assert result.stat("hfscraper/previews/endpoint_errors/size") == len(with_preview)

@@ -9,7 +9,10 @@ and deleted (tombstoned by a full sweep that no longer found them), and what the
 stored and skipped. An entity counts for the crawl that stored or saw it last (the `entities` table's
 `stored_crawl_id` and `seen_crawl_id`), so an older crawl of an overlapping listing shows fewer.
 Then the chosen files per type: downloaded, unchanged (already on disk),
-skipped and failed, with the reasons (files of deleted entities left out). Then content addressing: the CIDs
+skipped and failed, with the reasons (files of deleted entities left out).
+Then the dataset previews per type (the `previews` table): ok, final without a preview (per reason), and pending
+(the viewer's last answer was transient: per reason, with the earliest time a crawl asks again).
+Then content addressing: the CIDs
 computed (files, and entity folders per profile) and the pins per IPFS backend (with how many belong to
 entities marked deleted). Last, the rate-limit budget the last crawl saw per host and bucket (remaining of the
 quota, the window, when it resets and when it was seen; the `ratelimits` table).
@@ -31,6 +34,7 @@ from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.items import format_hub_datetime
 from hfscraper.offline_command import OfflineCommand
+from hfscraper.preview_records import previews_summary
 from hfscraper.state import CrawlRow, StateError, StateStore, parse_time
 
 if TYPE_CHECKING:
@@ -146,6 +150,7 @@ def collect(store: StateStore) -> dict[str, Any]:
         "ratelimits": _ratelimits(store),
         "files": files_summary(store),
         "ipfs": ipfs_summary(store),
+        "previews": previews_summary(store),
         "complete": bool(listings) and all(entry["complete"] for entry in listings),
     }
 
@@ -215,6 +220,7 @@ def render(report: dict[str, Any]) -> str:
             reasons = files[f"{status}_by_reason"]
             if reasons:
                 lines.append(f"  {status}: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+    lines += _render_previews(report.get("previews") or {})
     ipfs = report.get("ipfs")
     if ipfs and (ipfs["cids"]["folders"] or ipfs["cids"]["files"] or ipfs["pins"]):
         cids = ipfs["cids"]
@@ -231,6 +237,21 @@ def render(report: dict[str, Any]) -> str:
             f"{budget['resets_at']} (seen {budget['seen']})"
         )
     return "\n".join(lines)
+
+
+def _render_previews(previews: dict[str, Any]) -> list[str]:
+    lines = []
+    for repo_type, entry in sorted(previews.items()):
+        lines.append(
+            f"previews of {repo_type}s: {entry['ok']} ok, {entry['definitive']} without a preview (final), "
+            f"{entry['pending']} pending"
+        )
+        if entry["definitive_by_reason"]:
+            lines.append("  final: " + ", ".join(f"{r} {n}" for r, n in sorted(entry["definitive_by_reason"].items())))
+        if entry["pending"]:
+            reasons = ", ".join(f"{r} {n}" for r, n in sorted(entry["pending_by_reason"].items()))
+            lines.append(f"  pending: {reasons}; next retry from {entry['next_retry']}")
+    return lines
 
 
 class Command(OfflineCommand):

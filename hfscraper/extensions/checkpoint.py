@@ -383,9 +383,11 @@ class CrawlSession:
     # -- entity records (group commit) ----------------------------------------------------------------------
 
     async def record_stored(self, item: HubEntityItem) -> None:
-        """Record that *item* went through every stage; returns once the record is committed."""
+        """Record that *item* went through every stage (less those it left pending, `item._pending_stages`);
+        returns once the record is committed."""
         sha, last_modified = item_version(item)
-        record = EntityRecord(item.repo_type, item.id, sha, last_modified, self.shape, self.stages)
+        stages = tuple(s for s in self.stages if s not in item._pending_stages)  # pending: redone by the next crawl
+        record = EntityRecord(item.repo_type, item.id, sha, last_modified, self.shape, stages)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._records.append((record, future))

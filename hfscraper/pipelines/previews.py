@@ -12,7 +12,8 @@ itself). The file holds each answer's JSON body unchanged:
  "first_rows": {"<config>/<split>": {...first-rows body...} | {"error": ERROR}, ...},
  "info": {...} | null, "size": {...} | null,
  "errors": {"<endpoint>": ERROR, ...},
- "unavailable": null | {"reason": REASON, "endpoint": "/is-valid", "status": 401, "error_code": ..., "error": ...}}
+ "unavailable": null | {"reason": REASON, "endpoint": "/is-valid", "status": 401, "error_code": ..., "error": ...},
+ "final": true | false}
 ERROR = {"status": <HTTP status or null>, "error_code": <X-Error-Code or null>, "error": <the body's "error",
          or what went wrong>}
 ```
@@ -22,20 +23,32 @@ ERROR = {"status": <HTTP status or null>, "error_code": <X-Error-Code or null>, 
 no preview although the splits exist), `not_ready` (500 `ResponseNotReadyError`), `error` (any other 5xx, with the
 viewer's message), `not_implemented` (501), `bad_response` (a 200 that is not the JSON object expected),
 `network` (no answer after the retries). `errors` lists the endpoints that failed while a preview exists (a
-split whose rows cannot be streamed, sizes not computed yet).
+split whose rows cannot be streamed, sizes not computed yet). `final` is false when any answer in the file is
+transient (see below): it is not the viewer's last word, and a later run asks again.
 
 A crawl that stops (Ctrl-C, SIGTERM) while a dataset's preview is being asked for drops that entity
 (`hfscraper.pipelines.StageFailed`): nothing half-asked is recorded, and the next run asks again.
 
 The token is never sent to the viewer (`HubAuthDownloaderMiddleware` adds it to the Hub's origin only; a viewer
 URL on the Hub's own origin is refused at start). Requests go through Scrapy's downloader with `dont_retry`:
-502/503/504 and lost connections are retried here (twice, then `network`/`error`); a 500 is the viewer's
-considered answer (not ready, or broken) and is not hammered.
+502/503/504/408/429 and lost connections are retried here (twice, then `network`/`error`/`http_429`); a 500 is
+not hammered within the run.
 
-Whatever the viewer answered is the outcome: the stage is complete, the crawl is not made incomplete by the
-viewer (it is not the Hub), and the dataset is not asked again until it changes (a re-crawl of an unchanged Hub
-makes no request beyond the listing). A preview that was `not_ready` (or a viewer that failed) is counted
-(`hfscraper/previews/retry_later`) and can be fetched again with `-s DELTAFETCH_RESET=true`.
+**Transient is not final.** An answer is transient when asking again later may change it: no answer (`network`),
+a body that is not the JSON expected, 408, 429, 502/503/504, a 5xx without the viewer's `X-Error-Code` (a
+gateway's), `ResponseNotReadyError`, or a 200 whose `pending` lists configs still being computed. The viewer's
+own answers are definitive: 401/404, 501, other 4xx, a 5xx with its error code (`UnexpectedError`: the dataset
+cannot be read; `StreamingRowsError` on one split), and `no_preview`. Each ask's outcome (`ok`, `definitive`
+with its reason, `transient` with its reason) goes to the crawl state (`hfscraper.preview_records`).
+
+A definitive outcome completes the stage: the dataset is not asked again until it changes (a re-crawl of an
+unchanged Hub makes no request beyond the listing; `-s DELTAFETCH_RESET=true` asks again). A transient one
+leaves the stage pending (`item._pending_stages`): the entity is stored and the crawl completes (the viewer is
+not the Hub), but the entity is not recorded as complete, so the next crawl processes it again. It then asks
+the viewer only once the backoff is due (HFSCRAPER_PREVIEWS_RETRY_MIN, doubling after each transient answer
+about the same version, at most HFSCRAPER_PREVIEWS_RETRY_MAX); before that the existing `preview_info.json` is
+kept as it is and the stage stays pending. A new version of the dataset (another sha) is asked at once. At the
+end of a run with pending previews, one WARNING line gives their numbers per reason.
 
 **Spaces: `thumbnail_info.json` and `relationships.json`,** from the listing alone (no request):
 `{"id", "title", "emoji", "colorFrom", "colorTo", "short_description", "thumbnail", "sdk", "subdomain", "host"}`
@@ -47,10 +60,12 @@ Files are written atomically and only when their bytes change, into the entity f
 made (nothing is written for an entity the store refused). Models pass through untouched.
 
 Settings (read once): HFSCRAPER_PREVIEWS_ENABLED (off: NotConfigured), HFSCRAPER_DATASETS_SERVER,
-HFSCRAPER_PREVIEWS_MAX_SPLITS, HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STORE_FSYNC.
+HFSCRAPER_PREVIEWS_MAX_SPLITS, HFSCRAPER_PREVIEWS_RETRY_MIN, HFSCRAPER_PREVIEWS_RETRY_MAX, HFSCRAPER_OUTPUT_DIR,
+HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC, DELTAFETCH_RESET (every dataset is asked again, backoffs included).
 
 Stats (prefix hfscraper/previews/): datasets, available, unavailable/<reason>, requests, endpoint_errors/<endpoint>,
-retry_later (answers that asking again later may change), spaces, written, unchanged.
+retry_later (datasets asked whose outcome is transient: pending), deferred (not asked: their backoff is not due;
+pending too), state_errors, spaces, written, unchanged.
 """
 
 from __future__ import annotations
@@ -59,6 +74,8 @@ import asyncio
 import json
 import logging
 import os
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import urlencode
@@ -69,13 +86,16 @@ from scrapy.http import Response
 
 from hfscraper import constants
 from hfscraper.constants import OUTPUT_FOLDERS
+from hfscraper.extensions.checkpoint import state_location
 from hfscraper.fsutil import write_if_changed
 from hfscraper.hub import HostileIdError, entity_folder_name, normalize_endpoint
 from hfscraper.items import DatasetItem, HubEntityItem, SpaceItem
 from hfscraper.middlewares.auth import origin_of
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
+from hfscraper.preview_records import DEFINITIVE, OK, TRANSIENT, ensure_table, preview_record, record_preview
 from hfscraper.resources import ResourceGuard
+from hfscraper.state import SharedStateStore
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -87,8 +107,10 @@ STATS: Final = "hfscraper/previews"
 PREVIEW_FILE: Final = "preview_info.json"
 THUMBNAIL_FILE: Final = "thumbnail_info.json"
 RELATIONSHIPS_FILE: Final = "relationships.json"
-#: Statuses retried here (the viewer's 500 is an answer, not a hiccup).
+#: Statuses retried here (the viewer's 500 is an answer, not a hiccup); transient whatever their body says.
 RETRY_STATUSES: Final = frozenset({502, 503, 504, 408, 429})
+#: The viewer's error codes for "not computed yet" (the spec's example says the header "contains ResponseNotReady").
+NOT_READY_CODES: Final = frozenset({"ResponseNotReadyError", "ResponseNotReady"})
 RETRIES: Final = 2
 #: The largest viewer answer read (a first-rows page of images is a few hundred KB).
 MAX_BODY: Final = 16 * 1024 * 1024
@@ -133,10 +155,58 @@ class PreviewsPipeline:
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         output = settings.get("HFSCRAPER_OUTPUT_DIR") or "output"
         self.output_dir = Path(os.path.realpath(Path(output).expanduser()))
+        self.retry_min: float = max(0.0, settings.getfloat("HFSCRAPER_PREVIEWS_RETRY_MIN", 600.0))
+        self.retry_max: float = max(self.retry_min, settings.getfloat("HFSCRAPER_PREVIEWS_RETRY_MAX", 86400.0))
+        self.reset: bool = settings.getbool("DELTAFETCH_RESET", False)  # ask everything again, backoffs included
+        self.state_file, _ = state_location(settings)
+        self.state: SharedStateStore | None = None
+        # This run's pending previews, for the one WARNING line at the end.
+        self._transient: Counter[str] = Counter()
+        self._deferred = 0
+        self._next_retry: str | None = None
+        self._state_warned = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def open_spider(self) -> None:
+        try:
+            self.state = await asyncio.to_thread(SharedStateStore.acquire, self.state_file, fsync=self.fsync)
+            await self.state.call(ensure_table)
+        except Exception as exc:
+            # Without the state every dataset is asked (no backoff), and a transient answer still stays pending.
+            logger.warning(
+                "Previews: cannot open the crawl state %(file)s (%(error)s); transient viewer answers are retried "
+                "without backoff", {"file": self.state_file, "error": exc},
+            )  # fmt: skip
+            if self.state is not None:
+                state, self.state = self.state, None
+                await asyncio.to_thread(state.release)
+
+    async def close_spider(self) -> None:
+        pending = sum(self._transient.values()) + self._deferred
+        if pending:
+            parts = []
+            if self._transient:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self._transient.items()))
+                parts.append(f"no final answer from the dataset viewer {self.server}: {reasons}")
+            if self._deferred:
+                parts.append(f"not asked again before their backoff: {self._deferred}")
+            logger.warning(
+                "Previews of %(n)d dataset(s) are pending (%(parts)s); they do not make the crawl incomplete, and "
+                "a later run asks the viewer again%(when)s (at once: -s HFSCRAPER_PREVIEWS_RETRY_MIN=0)",
+                {
+                    "n": pending,
+                    "parts": "; ".join(parts),
+                    "when": f" from {self._next_retry}" if self._next_retry else "",
+                },
+            )
+        if self.state is not None:
+            state, self.state = self.state, None
+            await asyncio.to_thread(state.release)
 
     async def process_item(self, item: Any) -> Any:
         if isinstance(item, DatasetItem):
@@ -175,7 +245,25 @@ class PreviewsPipeline:
         if folder is None:
             return
         self.stats.inc_value(f"{STATS}/datasets")
+        sha = item.sha if isinstance(item.sha, str) else None
+        record = await self._state_call(preview_record, item.repo_type, item.id)
+        if (
+            record is not None
+            and not self.reset
+            and record.deferred(sha, datetime.now(UTC), self.retry_min, self.retry_max)
+            and (folder / PREVIEW_FILE).is_file()
+        ):
+            # Asked about this version lately and got no final answer: the file stays as it is until the backoff.
+            item._pending_stages.add(STAGE)
+            self.stats.inc_value(f"{STATS}/deferred")
+            self._deferred += 1
+            due = record.due(self.retry_min, self.retry_max)
+            self._note_retry(due)
+            logger.debug("Preview of dataset %(id)s: not asked again before %(t)s", {"id": item.id, "t": due})
+            return
         preview = await self.preview(item.id)
+        status, reason = outcome(preview)
+        preview["final"] = status != TRANSIENT
         unavailable = preview["unavailable"]
         if unavailable is None:
             self.stats.inc_value(f"{STATS}/available")
@@ -184,16 +272,43 @@ class PreviewsPipeline:
             logger.debug("No preview of dataset %(id)s: %(reason)s", {"id": item.id, "reason": unavailable["reason"]})
         for endpoint in preview["errors"]:
             self.stats.inc_value(f"{STATS}/endpoint_errors/{endpoint.strip('/').split(' ')[0]}")
-        problems = [*preview["errors"].values(), *([unavailable] if unavailable is not None else [])]
-        if any(_transient(problem) for problem in problems):
-            self.stats.inc_value(f"{STATS}/retry_later")
         await self._write(folder, {PREVIEW_FILE: preview})
+        saved = await self._state_call(
+            record_preview, item.repo_type, item.id, sha, status, reason, datetime.now(UTC), self.retry_min,
+            self.retry_max,
+        )  # fmt: skip
+        if status == TRANSIENT:
+            # Not the viewer's final word: the stage stays pending, so the next crawl processes the dataset again.
+            item._pending_stages.add(STAGE)
+            self.stats.inc_value(f"{STATS}/retry_later")
+            self._transient[reason or "error"] += 1
+            self._note_retry(saved.next_attempt if saved is not None else None)
+
+    def _note_retry(self, when: str | None) -> None:
+        if when is not None and (self._next_retry is None or when < self._next_retry):
+            self._next_retry = when
+
+    async def _state_call(self, fn: Any, *args: Any) -> Any:
+        """`fn(store, *args)` on the crawl state; None without a state (or when it fails: warned once)."""
+        if self.state is None:
+            return None
+        try:
+            return await self.state.call(fn, *args)
+        except Exception as exc:
+            self.stats.inc_value(f"{STATS}/state_errors")
+            if not self._state_warned:
+                self._state_warned = True
+                logger.warning(
+                    "Previews: the crawl state %(file)s failed (%(error)s); backoffs are not kept",
+                    {"file": self.state_file, "error": exc},
+                )
+            return None
 
     async def preview(self, dataset: str) -> dict[str, Any]:
         """The contents of `preview_info.json` for *dataset* (see the module docstring)."""
         preview: dict[str, Any] = {
             "dataset": dataset, "is_valid": None, "splits": None, "first_rows": {}, "info": None, "size": None,
-            "errors": {}, "unavailable": None,
+            "errors": {}, "unavailable": None, "final": True,
         }  # fmt: skip
         valid = await self._ask("/is-valid", dataset=dataset)
         if valid.body is None:
@@ -215,9 +330,7 @@ class PreviewsPipeline:
             preview["unavailable"] = _unavailable(splits, "/splits")
             return preview
         preview["splits"] = splits.body
-        listed = [
-            s for s in splits.body.get("splits") or () if isinstance(s, dict) and {"config", "split"} <= set(s)
-        ]
+        listed = [s for s in splits.body.get("splits") or () if isinstance(s, dict) and {"config", "split"} <= set(s)]
         chosen = listed[: self.max_splits]
         first_rows = [
             self._ask("/first-rows", dataset=dataset, config=str(s["config"]), split=str(s["split"])) for s in chosen
@@ -311,19 +424,26 @@ def _answer(response: Response) -> _Answer:
     if message is None:
         message = response.body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
     error = {"status": status, "error_code": code, "error": message}
+    return _Answer(None, error, _reason(status, code))
+
+
+def _reason(status: int | None, code: str | None) -> str:
+    """The reason a viewer answer gives no body (see the module docstring)."""
+    if status is None:
+        return "network"
+    if status == 200:
+        return "bad_response"
     if status == 401:
-        reason = "unauthorized"
-    elif status in (403, 404):
-        reason = "not_found"
-    elif status == 500 and code in ("ResponseNotReadyError", "ResponseNotReady"):
-        reason = "not_ready"
-    elif status == 501:
-        reason = "not_implemented"
-    elif status >= 500:
-        reason = "error"
-    else:
-        reason = f"http_{status}"
-    return _Answer(None, error, reason)
+        return "unauthorized"
+    if status in (403, 404):
+        return "not_found"
+    if status == 500 and code in NOT_READY_CODES:
+        return "not_ready"
+    if status == 501:
+        return "not_implemented"
+    if status >= 500:
+        return "error"
+    return f"http_{status}"
 
 
 def _unavailable(answer: _Answer, endpoint: str) -> dict[str, Any]:
@@ -338,10 +458,33 @@ def _unavailable(answer: _Answer, endpoint: str) -> dict[str, Any]:
 
 
 def _transient(problem: dict[str, Any] | None) -> bool:
-    """Whether asking again later may give another answer (see the module docstring)."""
+    """Whether asking again later may give another answer: no answer, a body that is not the JSON expected, a
+    timeout or 429, not computed yet, a gateway's 5xx (502/503/504, or a 5xx without the viewer's error code).
+    A 5xx with the viewer's own code (`UnexpectedError`, `StreamingRowsError`), a 501 and a 4xx are its answer."""
     if not problem:
         return False
     status, code = problem.get("status"), problem.get("error_code")
-    if status is None or status == 200 or code in ("ResponseNotReadyError", "ResponseNotReady"):
-        return True  # no answer, a bad body, not computed yet
+    if status is None or code in NOT_READY_CODES or status in RETRY_STATUSES:
+        return True
+    if status == 200:  # a body that is not the JSON expected; `no_preview` (also a 200) is the viewer's answer
+        return problem.get("reason", "bad_response") == "bad_response"
     return isinstance(status, int) and status >= 500 and status != 501 and not code
+
+
+def outcome(preview: dict[str, Any]) -> tuple[str, str | None]:
+    """`(status, reason)` of a preview for the crawl state: `ok`, `definitive` or `transient` (see
+    `hfscraper.preview_records`). Transient when any answer in it is; an answer whose `pending` lists configs
+    still being computed is `in_progress`."""
+    unavailable = preview["unavailable"]
+    if _transient(unavailable):
+        return TRANSIENT, unavailable["reason"]
+    for problem in preview["errors"].values():
+        if _transient(problem):
+            return TRANSIENT, _reason(problem.get("status"), problem.get("error_code"))
+    for key in ("splits", "info", "size"):
+        body = preview[key]
+        if isinstance(body, dict) and isinstance(body.get("pending"), list) and body["pending"]:
+            return TRANSIENT, "in_progress"
+    if unavailable is not None:
+        return DEFINITIVE, unavailable["reason"]
+    return OK, None

@@ -17,6 +17,7 @@ from hfscraper.commands.runner import (
     CrawlOutcome,
     exit_code,
     fail_usage,
+    validate_output_owner,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -34,6 +35,7 @@ class Command(ScrapyCrawlCommand):
         super().process_options(args, opts)
         validate_settings(self.settings)
         validate_token(self.settings)
+        validate_output_owner(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

@@ -18,6 +18,7 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from hfscraper.commands.runner import (
     CrawlOutcome,
     exit_code,
+    validate_output_owner,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -43,6 +44,7 @@ class Command(BaseRunSpiderCommand):
         super().process_options(args, opts)
         validate_settings(self.settings)
         validate_token(self.settings)
+        validate_output_owner(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.crawler_process and self.settings is not None

@@ -58,6 +58,7 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.misc import load_object
 
+from hfscraper import output_owner
 from hfscraper.items import HubEntityItem
 from hfscraper.state import (
     STAGE_PIPELINES,
@@ -97,6 +98,8 @@ DEFAULT_OUTPUT_DIR = "output"
 ALREADY_RUNNING_REASON = "already_running"
 #: Finish reason of a run whose state file could not be opened or read.
 STATE_ERROR_REASON = "state_error"
+#: Finish reason of a full sweep that would have marked too many entities deleted (see `TombstoneGuard`).
+TOMBSTONE_GUARD_REASON = "tombstone_guard"
 #: Seconds subtracted from a watermark on top of the crawl's duration: listings may show a change a little
 #: after its commit time.
 WATERMARK_MARGIN = 600.0
@@ -131,6 +134,41 @@ def enabled_stages(crawler: Crawler) -> tuple[str, ...]:
             if crawler.get_item_pipeline(load_object(path)) is not None:
                 stages.append(stage)
     return tuple(stages)
+
+
+@dataclass(frozen=True)
+class TombstoneGuard:
+    """How many deletions one full sweep may record: a listing that suddenly lacks many entities (a Hub outage
+    answering short pages, a filtered mirror, another Hub) must not tombstone the archive.
+
+    A sweep may mark `unseen` of `live` entities deleted when `unseen <= min_count` (small types: 1 of 10 is
+    already 10%) or `unseen <= max_fraction * live`; otherwise it marks none and ends incomplete
+    (HFSCRAPER_TOMBSTONE_MAX_FRACTION, HFSCRAPER_TOMBSTONE_GUARD_MIN; a fraction of 1 turns the guard off).
+    """
+
+    max_fraction: float = 0.05
+    min_count: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> TombstoneGuard:
+        return cls(
+            max_fraction=settings.getfloat("HFSCRAPER_TOMBSTONE_MAX_FRACTION", cls.max_fraction),
+            min_count=settings.getint("HFSCRAPER_TOMBSTONE_GUARD_MIN", cls.min_count),
+        )
+
+    def allows(self, unseen: int, live: int) -> bool:
+        return unseen <= self.min_count or unseen <= self.max_fraction * live
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What the end of a full sweep did: `tombstoned` entities marked deleted, or `held` (the guard refused to
+    mark `unseen` of `live` entities)."""
+
+    tombstoned: int = 0
+    held: bool = False
+    unseen: int = 0
+    live: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,6 +220,7 @@ class CrawlSession:
         self.deltafetch = deltafetch
         self.recovering = opened.recovering
         self.since: str | None = opened.crawl.since
+        self.tombstone_guard = TombstoneGuard.from_settings(crawler.settings)
         self._lock = lock
         cursor = opened.cursor
         self.chain_done = bool(cursor is not None and cursor.done)
@@ -395,18 +434,21 @@ class CrawlSession:
         self.closed = True
         try:
             await self.flush()
-            if complete:
-                tombstoned = 0
-                if self.crawl.sweep:
-                    tombstoned = await self.shared.call(
-                        _tombstone_unseen, self.repo_type, self.crawl_id, self.output_dir
+            sweep = SweepResult()
+            if complete and self.crawl.sweep:
+                sweep = await self.shared.call(
+                    _tombstone_unseen, self.repo_type, self.crawl_id, self.output_dir, self.tombstone_guard
+                )
+                if sweep.tombstoned:
+                    self.stats.inc_value("hfscraper/state/tombstoned", sweep.tombstoned)
+                    logger.info(
+                        "Marked %(n)d %(type)s(s) deleted: the full listing no longer has them",
+                        {"n": sweep.tombstoned, "type": self.repo_type},
                     )
-                    if tombstoned:
-                        self.stats.inc_value("hfscraper/state/tombstoned", tombstoned)
-                        logger.info(
-                            "Marked %(n)d %(type)s(s) deleted: the full listing no longer has them",
-                            {"n": tombstoned, "type": self.repo_type},
-                        )
+            if sweep.held:
+                self._hold_tombstones(sweep)
+                await self.shared.call(StateStore.finish_run, self.crawl_id, TOMBSTONE_GUARD_REASON)
+            elif complete:
                 done = await self.shared.call(StateStore.complete_crawl, self.crawl_id, reason, WATERMARK_MARGIN)
                 logger.info(
                     "Crawl #%(id)d of the %(type)s listing is complete (watermark %(w)s)",
@@ -426,6 +468,24 @@ class CrawlSession:
             _unlock(self._lock)
             self.shared.release()
 
+    def _hold_tombstones(self, sweep: SweepResult) -> None:
+        # The run's own finish reason (after CoreStats set `finished`): the stats dump, the command's outcome line
+        # and its exit code (1) all say why the crawl did not complete.
+        self.stats.set_value("hfscraper/state/tombstone_guarded", sweep.unseen)
+        self.stats.set_value("finish_reason", TOMBSTONE_GUARD_REASON)
+        guard = self.tombstone_guard
+        logger.warning(
+            "Crawl #%(id)d: the full %(type)s listing lacks %(n)d of %(live)d live %(type)s(s) (%(pct).1f%%), more "
+            "than HFSCRAPER_TOMBSTONE_MAX_FRACTION=%(f)g (and HFSCRAPER_TOMBSTONE_GUARD_MIN=%(min)d) allow: none "
+            "marked deleted, the crawl stays incomplete (finish reason %(reason)s). If the Hub really deleted "
+            "them, run the same command with -s HFSCRAPER_TOMBSTONE_MAX_FRACTION=1 to mark them",
+            {
+                "id": self.crawl_id, "type": self.repo_type, "n": sweep.unseen, "live": sweep.live,
+                "pct": 100.0 * sweep.unseen / max(sweep.live, 1), "f": guard.max_fraction, "min": guard.min_count,
+                "reason": TOMBSTONE_GUARD_REASON,
+            },
+        )  # fmt: skip
+
 
 # -- work done on the store's thread -----------------------------------------------------------------------
 
@@ -442,15 +502,20 @@ def _record_batch(
     return restored
 
 
-def _tombstone_unseen(store: StateStore, repo_type: str, crawl_id: int, output_dir: Path) -> int:
+def _tombstone_unseen(
+    store: StateStore, repo_type: str, crawl_id: int, output_dir: Path, guard: TombstoneGuard
+) -> SweepResult:
     ids = store.unseen_live(repo_type, crawl_id)
     if not ids:
-        return 0
+        return SweepResult()
+    live = store.entity_counts().get(repo_type, {}).get("live", 0)
+    if not guard.allows(len(ids), live):
+        return SweepResult(held=True, unseen=len(ids), live=live)
     when = utc_now()
     # The files first: if this is interrupted, the crawl is not complete and the next run does it again.
     for repo_id in ids:
         write_tombstone(output_dir, repo_type, repo_id, when)
-    return store.tombstone(repo_type, crawl_id, ids, when)
+    return SweepResult(tombstoned=store.tombstone(repo_type, crawl_id, ids, when))
 
 
 def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: int, reset: bool) -> _Opened:
@@ -485,6 +550,25 @@ def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: i
     reset_count = store.reset_stages(identity["type"], spider) if reset else 0
     crawl = store.start_run(crawl.crawl_id, pid)
     return _Opened(crawl, cursor, resumed, recovering, reset_count)
+
+
+def _crawled_endpoint(store: StateStore) -> str | None:
+    """The endpoint of the newest crawl recorded (a state file older than the `endpoint` meta key)."""
+    for crawl in reversed(store.crawls()):
+        endpoint = crawl.listing.get("endpoint")
+        if endpoint:
+            return output_owner.public_endpoint(str(endpoint))
+    return None
+
+
+def _endpoint_refusal(
+    output_dir: Path, recorded: str | None, endpoint: str, allow_other: bool
+) -> tuple[str, str] | None:
+    """The state file's own check of the endpoint (an output folder crawled before it had a record)."""
+    if recorded is None or recorded == endpoint or allow_other:
+        return None
+    owner = output_owner.OutputOwner(state_file="", endpoint=recorded)
+    return output_owner.refusal(output_dir, owner, Path(), endpoint, allow_other_endpoint=False, adopt=True)
 
 
 def _lock_listing(state_file: Path, listing_key: str) -> IO[bytes] | None:
@@ -574,7 +658,13 @@ class CheckpointExtension:
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self.deltafetch: bool = settings.getbool("DELTAFETCH_ENABLED", True)
         self.reset: bool = settings.getbool("DELTAFETCH_RESET", False)
+        self.endpoint = output_owner.endpoint_of(settings)
+        self.allow_other_endpoint: bool = settings.getbool(output_owner.ALLOW_OTHER_ENDPOINT, False)
+        self.adopt_output: bool = settings.getbool(output_owner.ADOPT_OUTPUT, False)
         self.session: CrawlSession | None = None
+        #: This run holds its listing's lock and opened its crawl: only then may a feed be written
+        #: (`hfscraper.extensions.feeds`).
+        self.admitted = False
         self._jobdir: IO[bytes] | None = None
         self._jobdir_discarded = False
         jobdir = settings.get("JOBDIR")
@@ -607,6 +697,9 @@ class CheckpointExtension:
             return
         identity: dict[str, Any] = describe()
         listing_key, _ = listing_keys(identity)
+        # Before anything is created: the output folder's record (`hfscraper.output_owner`; `scrapy crawl` checked
+        # it already, this covers other ways of starting a crawler).
+        self._refuse_if(self._owner_refusal())
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         lock = _lock_listing(self.state_file, listing_key)
         if lock is None:
@@ -623,21 +716,56 @@ class CheckpointExtension:
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
         try:
-            if (await shared.call(StateStore.meta)).get("output_dir") is None:
-                await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
-            opened = await shared.call(_open_crawl, spider.name, identity, os.getpid(), self.reset)
+            meta = await shared.call(StateStore.meta)
+            refused = _endpoint_refusal(
+                self.output_dir, meta.get("endpoint") or await shared.call(_crawled_endpoint), self.endpoint,
+                self.allow_other_endpoint,
+            )  # fmt: skip
+            if refused is None:
+                refused = output_owner.claim(
+                    self.output_dir, self.state_file, self.endpoint,
+                    allow_other_endpoint=self.allow_other_endpoint, adopt=self.adopt_output,
+                )  # fmt: skip
+            if refused is None:
+                if meta.get("output_dir") is None:
+                    await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
+                if meta.get("endpoint") != self.endpoint:
+                    await shared.call(StateStore.set_meta, "endpoint", self.endpoint)
+                opened = await shared.call(_open_crawl, spider.name, identity, os.getpid(), self.reset)
         except Exception as exc:
             shared.release()
             _unlock(lock)
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
+        if refused is not None:
+            shared.release()
+            _unlock(lock)
+            self._refuse_if(refused)
         self.session = self.new_session(spider, shared, opened, lock)
         self._log_start(opened, identity)
+
+    def _owner_refusal(self) -> tuple[str, str] | None:
+        try:
+            owner = output_owner.read_owner(self.output_dir)
+        except output_owner.OwnerRecordError as exc:
+            return output_owner.OTHER_STATE_REASON, str(exc)
+        return output_owner.refusal(
+            self.output_dir, owner, self.state_file, self.endpoint,
+            allow_other_endpoint=self.allow_other_endpoint, adopt=self.adopt_output,
+        )  # fmt: skip
+
+    @staticmethod
+    def _refuse_if(refused: tuple[str, str] | None) -> None:
+        if refused is not None:
+            reason, message = refused
+            logger.error("%(message)s", {"message": message})
+            raise CloseSpider(reason)
 
     def new_session(
         self, spider: Spider, shared: SharedStateStore, opened: _Opened, lock: IO[bytes] | None
     ) -> CrawlSession:
         """The session of an opened crawl (also the distributed worker's, which opens its crawl otherwise)."""
+        self.admitted = True
         return CrawlSession(
             self.crawler,
             shared,

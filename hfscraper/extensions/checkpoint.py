@@ -3,8 +3,10 @@
 For every spider that describes its listing (`listing_identity()`, as `HubListingSpider` does) it keeps one
 `CrawlSession` per run:
 
-- **Start.** It takes the listing's lock (a second process crawling the same listing into the same output
-  folder stops at once with finish reason `already_running`), then continues the listing's unfinished crawl
+- **Start.** It checks the output folder's record (`hfscraper.output_owner`: another state file, finish reason
+  `output_owned`; another Hub, `other_endpoint`, also checked against the endpoint the state recorded), takes the
+  listing's lock (a second process crawling the same listing into the same output folder stops at once with
+  finish reason `already_running`), records itself as the folder's owner, then continues the listing's unfinished crawl
   from its saved cursor, or starts a new crawl. Every run gets a fresh chain id: listing requests of an
   older chain (restored from a JOBDIR) are ignored by the spider, so JOBDIR and the checkpoint never run two
   chains.
@@ -25,16 +27,23 @@ For every spider that describes its listing (`listing_identity()`, as `HubListin
   JOBDIR is kept; its queued listing request belongs to the old chain and is ignored.
 - **End.** A run that finished with every page stored completes the crawl: its cursor is cleared and its
   watermark computed; a full sweep of a whole listing then tombstones every entity it did not see (state and
-  a `tombstone.json` next to `metadata.json`). Any other run leaves the crawl and its cursor for the next run.
+  a `tombstone.json` next to `metadata.json`), unless that would be more than `TombstoneGuard` allows: then
+  nothing is marked, the run ends `tombstone_guard` and the next run lists again. Any other run leaves the crawl
+  and its cursor for the next run.
+- **Feeds.** Only a run this extension admitted (`admitted`: lock held, crawl opened) writes feeds
+  (`hfscraper.extensions.feeds`): a refused start never truncates the running crawl's `-O` file.
 
 Settings: HFSCRAPER_STATE_DIR (where the state file lives), HFSCRAPER_OUTPUT_DIR (which state file: one per
 output folder), HFSCRAPER_STORE_FSYNC (SQLite `synchronous=FULL`), DELTAFETCH_RESET (forget which entities
-completed every stage, so that all are stored again).
+completed every stage, so that all are stored again), HFSCRAPER_TOMBSTONE_MAX_FRACTION and
+HFSCRAPER_TOMBSTONE_GUARD_MIN (`TombstoneGuard`), HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT and
+HFSCRAPER_STATE_ADOPT_OUTPUT (`hfscraper.output_owner`).
 
 Stats: hfscraper/resume/resumed (1 when a run continued a crawl), hfscraper/resume/page (the page it
 continued at), hfscraper/resume/jobdir_discarded (1 when the JOBDIR's queue was dropped),
 hfscraper/resume/cursor_refused (counted by the spider), hfscraper/state/checkpoints, hfscraper/state/recorded,
-hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/item_errors,
+hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/tombstone_guarded
+(entities a held sweep did not mark deleted), hfscraper/state/item_errors,
 hfscraper/state/errors (writes to the state that failed: the crawl cannot complete),
 deltafetch/stored (entities that completed every stage, and keys stored; with DELTAFETCH_ENABLED).
 """
@@ -447,7 +456,7 @@ class CrawlSession:
                     )
             if sweep.held:
                 self._hold_tombstones(sweep)
-                await self.shared.call(StateStore.finish_run, self.crawl_id, TOMBSTONE_GUARD_REASON)
+                await self.shared.call(_hold_sweep, self.crawl_id, self.listing_key)
             elif complete:
                 done = await self.shared.call(StateStore.complete_crawl, self.crawl_id, reason, WATERMARK_MARGIN)
                 logger.info(
@@ -516,6 +525,14 @@ def _tombstone_unseen(
     for repo_id in ids:
         write_tombstone(output_dir, repo_type, repo_id, when)
     return SweepResult(tombstoned=store.tombstone(repo_type, crawl_id, ids, when))
+
+
+def _hold_sweep(store: StateStore, crawl_id: int, listing_key: str) -> None:
+    # The crawl stays open, and its next run lists again from the top rather than only completing: if the Hub
+    # lacked those entities for a while, a later listing sees them (and they are never marked deleted).
+    store.finish_run(crawl_id, TOMBSTONE_GUARD_REASON)
+    with store.transaction():
+        store.db.execute("DELETE FROM cursors WHERE listing_key = ? AND crawl_id = ?", (listing_key, crawl_id))
 
 
 def _open_crawl(store: StateStore, spider: str, identity: dict[str, Any], pid: int, reset: bool) -> _Opened:

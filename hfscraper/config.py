@@ -20,7 +20,7 @@ state.dir                   HFSCRAPER_STATE_DIR - crash-safe crawl state (one SQ
 state.adopt_output          HFSCRAPER_STATE_ADOPT_OUTPUT - this state file takes over an output folder of another one
 state.tombstone_max_fraction HFSCRAPER_TOMBSTONE_MAX_FRACTION - most of a type's live entities one sweep may delete
 state.tombstone_guard_min   HFSCRAPER_TOMBSTONE_GUARD_MIN - deletions a sweep may always record, whatever the fraction
-crawl.allow_other_endpoint  HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT - crawl another Hub into an output folder on purpose
+hub.allow_other_endpoint    HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT - crawl another Hub into an output folder on purpose
 export.dir                  HFSCRAPER_EXPORT_DIR - the Parquet export
 export.batch_size           HFSCRAPER_EXPORT_BATCH_SIZE - rows per Parquet row group (and per batch held in memory)
 export.deleted              HFSCRAPER_EXPORT_DELETED - ``flag`` tombstoned entities (``deleted``) or ``drop`` them
@@ -432,7 +432,7 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         minimum=0,
     ),
     Setting(
-        "crawl.allow_other_endpoint", "HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT", BOOL, False,
+        "hub.allow_other_endpoint", "HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT", BOOL, False,
         "Crawl a Hub endpoint into an output folder that mirrors another one (recorded in "
         "`<output>/.hfscraper-output.json` and the crawl state). Without it such a crawl is refused (one line "
         "naming both endpoints, exit 2): a full sweep of another Hub would mark every entity of this one "

@@ -17,6 +17,10 @@ hub.endpoint                HFSCRAPER_HUB_ENDPOINT - the Hub's base URL (http or
 hub.token                   HFSCRAPER_HUB_TOKEN - a Secret, never a plain str; use ``resolve_token(settings)``
 crawl.output_dir            HFSCRAPER_OUTPUT_DIR - where the entity tree is written
 state.dir                   HFSCRAPER_STATE_DIR - crash-safe crawl state (one SQLite file per output folder)
+state.adopt_output          HFSCRAPER_STATE_ADOPT_OUTPUT - this state file takes over an output folder of another one
+state.tombstone_max_fraction HFSCRAPER_TOMBSTONE_MAX_FRACTION - most of a type's live entities one sweep may delete
+state.tombstone_guard_min   HFSCRAPER_TOMBSTONE_GUARD_MIN - deletions a sweep may always record, whatever the fraction
+hub.allow_other_endpoint    HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT - crawl another Hub into an output folder on purpose
 export.dir                  HFSCRAPER_EXPORT_DIR - the Parquet export
 export.batch_size           HFSCRAPER_EXPORT_BATCH_SIZE - rows per Parquet row group (and per batch held in memory)
 export.deleted              HFSCRAPER_EXPORT_DELETED - ``flag`` tombstoned entities (``deleted``) or ``drop`` them
@@ -405,6 +409,36 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "Crash-safe crawl state, kept between runs to resume and re-run cheaply: one SQLite file (WAL mode) per "
         "output folder, `hfscraper-<folder name>-<hash of its path>.sqlite3`, with each listing's cursor, every "
         "crawl and each entity's version and tombstone. `scrapy status` shows it.",
+    ),
+    Setting(
+        "state.adopt_output", "HFSCRAPER_STATE_ADOPT_OUTPUT", BOOL, False,
+        "Let this crawl's state file take over an output folder that `<output>/.hfscraper-output.json` records "
+        "for another state file: for a state folder moved or restored on purpose. Without it such a crawl is "
+        "refused (one line, exit 2), because two state files writing into one output folder race on its "
+        "entity folders and CARs. Give it once (`-s HFSCRAPER_STATE_ADOPT_OUTPUT=true`); the record then names "
+        "the new state file.",
+    ),
+    Setting(
+        "state.tombstone_max_fraction", "HFSCRAPER_TOMBSTONE_MAX_FRACTION", FLOAT, 0.05,
+        "The most of a type's live entities that one full sweep may mark deleted. A sweep whose listing lacks "
+        "more (and more than `state.tombstone_guard_min`) marks none, logs one WARNING with the numbers and "
+        "ends incomplete with finish reason `tombstone_guard` (exit 1): a Hub outage answering short pages, or "
+        "another Hub, must not tombstone the archive. If the Hub really deleted them, run the same command "
+        "once with `-s HFSCRAPER_TOMBSTONE_MAX_FRACTION=1`, which turns the guard off.",
+        minimum=0.0, maximum=1.0,
+    ),
+    Setting(
+        "state.tombstone_guard_min", "HFSCRAPER_TOMBSTONE_GUARD_MIN", INT, 3,
+        "Deletions one full sweep may always record, whatever `state.tombstone_max_fraction` says: in a small "
+        "type (10 entities) a single deletion is already 10%.",
+        minimum=0,
+    ),
+    Setting(
+        "hub.allow_other_endpoint", "HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT", BOOL, False,
+        "Crawl a Hub endpoint into an output folder that mirrors another one (recorded in "
+        "`<output>/.hfscraper-output.json` and the crawl state). Without it such a crawl is refused (one line "
+        "naming both endpoints, exit 2): a full sweep of another Hub would mark every entity of this one "
+        "deleted. With it the record names the new endpoint.",
     ),
     Setting(
         "export.dir", "HFSCRAPER_EXPORT_DIR", PATH, "data/huggingface_hub_metadata",

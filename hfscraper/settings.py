@@ -88,6 +88,10 @@ EXTENSIONS: dict[str, int] = {
     "hfscraper.extensions.progress.RateLimitStateExtension": 520,
     # A fixed glibc mmap threshold (HFSCRAPER_MEMORY_MMAP_THRESHOLD): resident memory stays flat over a long crawl.
     "hfscraper.extensions.memory.MemoryExtension": 100,
+    # Feeds (-o/-O/FEEDS) written only by a crawl the checkpoint admitted: a refused start never truncates the feed
+    # of the crawl that is running.
+    "scrapy.extensions.feedexport.FeedExporter": None,
+    "hfscraper.extensions.feeds.AdmittedFeedExporter": 0,
 }
 
 # Crawling on several machines (HFSCRAPER_DISTRIBUTED_ROLE): swaps the components above for a discovery process or a

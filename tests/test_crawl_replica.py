@@ -16,6 +16,7 @@ import pytest
 
 from hfscraper.constants import DEFAULT_EXPAND, OUTPUT_FOLDERS
 from hfscraper.hub import HostileIdError, entity_folder_name
+from hfscraper.output_owner import OWNER_FILE
 from tests.support.crawl import PAGE_SIZE, CrawlResult, crawl, public
 from tests.support.replica import ReplicaHandle, run_replica
 
@@ -100,10 +101,10 @@ def test_crawl_mirrors_every_public_entity(replica: ReplicaHandle, tmp_path: Pat
     assert result.stat("hfscraper/spider/incomplete") is None
     assert not [k for k in result.stats if "/bad_page/" in k or "/bad_item/" in k or "/refused/" in k]
     # only the other folders of the tree stay empty: besides the type's folder there are only its CARs (car/) and
-    # the downloads' scratch folder (.tmp/), and the provenance graph (provenance/); every entity folder has its
-    # metadata.json and ipfs_cid.txt
+    # the downloads' scratch folder (.tmp/), the provenance graph (provenance/) and the folder's record
+    # (OWNER_FILE); every entity folder has its metadata.json and ipfs_cid.txt
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [OUTPUT_FOLDERS[repo_type], "car", ".tmp", "provenance"]
+        [OUTPUT_FOLDERS[repo_type], "car", ".tmp", "provenance", OWNER_FILE]
     )
     assert {p.name for p in (tmp_path / "out" / "car").iterdir()} == {OUTPUT_FOLDERS[repo_type], ".tmp"}
     assert not os.listdir(tmp_path / "out" / "car" / ".tmp")

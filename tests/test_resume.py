@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hfscraper.hub import entity_folder_name
+from hfscraper.output_owner import OWNER_FILE
 from hfscraper.state import TOMBSTONE_FILE
 from tests.support import report
 from tests.support.crawl import (
@@ -93,7 +94,10 @@ def feed_ids(*feeds: Path) -> list[str]:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file of an output folder but its record (`OWNER_FILE`, which names the folder's own state file)."""
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    files.pop(OWNER_FILE, None)
+    return files
 
 
 # -- graceful stops -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from hfscraper.commands.runner import (
     exit_code,
     fail_usage,
     validate_folders,
+    validate_output_owner,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -38,6 +39,7 @@ class Command(ScrapyCrawlCommand):
         validate_token(self.settings)
         validate_folders(self.settings)
         check_state(self.settings)
+        validate_output_owner(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

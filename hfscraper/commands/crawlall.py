@@ -20,6 +20,7 @@ from hfscraper.commands.runner import (
     check_state,
     exit_code,
     validate_folders,
+    validate_output_owner,
     validate_settings,
     validate_spider_arguments,
     validate_token,
@@ -47,6 +48,7 @@ class Command(BaseRunSpiderCommand):
         validate_token(self.settings)
         validate_folders(self.settings)
         check_state(self.settings)
+        validate_output_owner(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.crawler_process and self.settings is not None

@@ -76,6 +76,16 @@ def check_state(settings: Settings) -> None:
         raise SystemExit(EXIT_INCOMPLETE) from None
 
 
+def validate_output_owner(settings: Settings) -> None:
+    """Refuse, before any crawler is built (so before a feed, a state file or a folder is touched), a crawl into an
+    output folder that belongs to another crawl state or another Hub (`hfscraper.output_owner`); exit 2, one line."""
+    from hfscraper.output_owner import check_settings
+
+    refused = check_settings(settings)
+    if refused is not None:
+        fail_usage(refused[1])
+
+
 def validate_spider_arguments(spidercls: type, spargs: dict[str, Any]) -> None:
     """Run the spider's own argument check before any crawler is built; exit 2 with one line if bad."""
     check = getattr(spidercls, "validate_arguments", None)
@@ -103,6 +113,8 @@ class CrawlOutcome:
         except RuntimeError:  # Scrapy 2.19: no stats until the crawl has started (e.g. the spider failed to build)
             stats = {}
         reason = str(stats.get("finish_reason", "not_started"))
+        if stats.get("hfscraper/state/tombstone_guarded"):
+            reason = "tombstone_guard"  # a full sweep that would have marked too many entities deleted
         # A listing page lost for good, or an entity that could not be stored (its metadata or one of its files)
         # or content-addressed and pinned, means the mirror has a hole.
         incomplete = (

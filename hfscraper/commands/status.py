@@ -1,7 +1,9 @@
 """`scrapy status [--json]`: what the crash-safe crawl state says about the output folder's crawls.
 
 For each listing crawled into the output folder (HFSCRAPER_OUTPUT_DIR; the state file under
-HFSCRAPER_STATE_DIR), the newest crawl: when it started and finished, the last run's finish reason,
+HFSCRAPER_STATE_DIR), the newest crawl, headed by its listing and the Hub endpoint it listed (part of the listing
+identity, so two Hubs' crawls are two listings): when it started and finished, the last run's finish reason (with a
+hint for `tombstone_guard`),
 `complete: true|false`, whether a process is crawling it right now, and, while it is unfinished, the saved
 cursor the next run continues from (with the time of that last checkpoint), and the entities that crawl listed:
 stored, and skipped (unchanged since an earlier crawl). Then the entities per type: discovered (ever), live,
@@ -29,11 +31,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK
-from hfscraper.extensions.checkpoint import listing_is_locked, state_location
+from hfscraper.extensions.checkpoint import TOMBSTONE_GUARD_REASON, listing_is_locked, state_location
 from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.items import format_hub_datetime
 from hfscraper.offline_command import OfflineCommand
+from hfscraper.output_owner import public_endpoint
 from hfscraper.preview_records import previews_summary
 from hfscraper.state import CrawlRow, StateError, StateStore, parse_time
 
@@ -51,7 +54,13 @@ def _listing_label(crawl: CrawlRow) -> str:
         parts.append(f"max_items={listing['max_items']}")
     if listing.get("since"):
         parts.append(f"since={listing['since']}")
-    return f"{crawl.spider} ({' '.join(parts)})"
+    return f"{crawl.spider} ({' '.join(parts)}) from {_endpoint(crawl) or 'an unrecorded endpoint'}"
+
+
+def _endpoint(crawl: CrawlRow) -> str | None:
+    """The Hub a crawl listed (part of its listing identity), without credentials."""
+    endpoint = crawl.listing.get("endpoint")
+    return public_endpoint(str(endpoint)) if endpoint else None
 
 
 def _size(count: int) -> str:
@@ -104,6 +113,7 @@ def collect(store: StateStore) -> dict[str, Any]:
             {
                 "spider": crawl.spider,
                 "listing": _listing_label(crawl),
+                "endpoint": _endpoint(crawl),
                 "query": crawl.listing,
                 "crawl": crawl.crawl_id,
                 "mode": crawl.mode,
@@ -144,6 +154,7 @@ def collect(store: StateStore) -> dict[str, Any]:
     return {
         "state_file": str(store.path),
         "output_dir": store.meta().get("output_dir"),
+        "endpoint": store.meta().get("endpoint"),
         "listings": listings,
         "entities": entities,
         "types": types,
@@ -156,7 +167,8 @@ def collect(store: StateStore) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"state {report['state_file']} (output {report['output_dir']})"]
+    hub = f", Hub {report['endpoint']}" if report.get("endpoint") else ""
+    lines = [f"state {report['state_file']} (output {report['output_dir']}{hub})"]
     if not report["listings"]:
         lines.append("no crawl recorded yet")
     for entry in report["listings"]:
@@ -191,6 +203,11 @@ def render(report: dict[str, Any]) -> str:
                 )
         elif not entry["complete"]:
             lines.append("  cursor: none yet (the next run starts at the first page)")
+        if entry["finish_reason"] == TOMBSTONE_GUARD_REASON and not entry["running"]:
+            lines.append(
+                "  the full listing lacked more entities than HFSCRAPER_TOMBSTONE_MAX_FRACTION allows to mark "
+                "deleted; none were (re-run with -s HFSCRAPER_TOMBSTONE_MAX_FRACTION=1 if the Hub deleted them)"
+            )
         if not entry["complete"] and entry["last_complete"]:
             lines.append(f"  last complete crawl of this listing finished {entry['last_complete']}")
         counts = entry["entities"]

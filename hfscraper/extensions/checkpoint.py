@@ -3,8 +3,10 @@
 For every spider that describes its listing (`listing_identity()`, as `HubListingSpider` does) it keeps one
 `CrawlSession` per run:
 
-- **Start.** It takes the listing's lock (a second process crawling the same listing into the same output
-  folder stops at once with finish reason `already_running`), then continues the listing's unfinished crawl
+- **Start.** It checks the output folder's record (`hfscraper.output_owner`: another state file, finish reason
+  `output_owned`; another Hub, `other_endpoint`, also checked against the endpoint the state recorded), takes the
+  listing's lock (a second process crawling the same listing into the same output folder stops at once with
+  finish reason `already_running`), records itself as the folder's owner, then continues the listing's unfinished crawl
   from its saved cursor, or starts a new crawl. Every run gets a fresh chain id: listing requests of an
   older chain (restored from a JOBDIR) are ignored by the spider, so JOBDIR and the checkpoint never run two
   chains.
@@ -25,16 +27,23 @@ For every spider that describes its listing (`listing_identity()`, as `HubListin
   JOBDIR is kept; its queued listing request belongs to the old chain and is ignored.
 - **End.** A run that finished with every page stored completes the crawl: its cursor is cleared and its
   watermark computed; a full sweep of a whole listing then tombstones every entity it did not see (state and
-  a `tombstone.json` next to `metadata.json`). Any other run leaves the crawl and its cursor for the next run.
+  a `tombstone.json` next to `metadata.json`), unless that would be more than `TombstoneGuard` allows: then
+  nothing is marked, the run ends `tombstone_guard` and the next run lists again. Any other run leaves the crawl
+  and its cursor for the next run.
+- **Feeds.** Only a run this extension admitted (`admitted`: lock held, crawl opened) writes feeds
+  (`hfscraper.extensions.feeds`): a refused start never truncates the running crawl's `-O` file.
 
 Settings: HFSCRAPER_STATE_DIR (where the state file lives), HFSCRAPER_OUTPUT_DIR (which state file: one per
 output folder), HFSCRAPER_STORE_FSYNC (SQLite `synchronous=FULL`), DELTAFETCH_RESET (forget which entities
-completed every stage, so that all are stored again).
+completed every stage, so that all are stored again), HFSCRAPER_TOMBSTONE_MAX_FRACTION and
+HFSCRAPER_TOMBSTONE_GUARD_MIN (`TombstoneGuard`), HFSCRAPER_CRAWL_ALLOW_OTHER_ENDPOINT and
+HFSCRAPER_STATE_ADOPT_OUTPUT (`hfscraper.output_owner`).
 
 Stats: hfscraper/resume/resumed (1 when a run continued a crawl), hfscraper/resume/page (the page it
 continued at), hfscraper/resume/jobdir_discarded (1 when the JOBDIR's queue was dropped),
 hfscraper/resume/cursor_refused (counted by the spider), hfscraper/state/checkpoints, hfscraper/state/recorded,
-hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/item_errors,
+hfscraper/state/restored (tombstones cleared), hfscraper/state/tombstoned, hfscraper/state/tombstone_guarded
+(entities a held sweep did not mark deleted), hfscraper/state/item_errors,
 hfscraper/state/errors (writes to the state that failed: the crawl cannot complete),
 deltafetch/stored (entities that completed every stage, and keys stored; with DELTAFETCH_ENABLED).
 """
@@ -58,6 +67,7 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.misc import load_object
 
+from hfscraper import output_owner
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.items import HubEntityItem
 from hfscraper.resources import ResourceGuard
@@ -101,6 +111,8 @@ DEFAULT_OUTPUT_DIR = "output"
 ALREADY_RUNNING_REASON = "already_running"
 #: Finish reason of a run whose state file could not be opened or read.
 STATE_ERROR_REASON = "state_error"
+#: Finish reason of a full sweep that would have marked too many entities deleted (see `TombstoneGuard`).
+TOMBSTONE_GUARD_REASON = "tombstone_guard"
 #: Seconds subtracted from a watermark on top of the crawl's duration: listings may show a change a little
 #: after its commit time.
 WATERMARK_MARGIN = 600.0
@@ -143,6 +155,41 @@ def enabled_stages(crawler: Crawler) -> tuple[str, ...]:
             if crawler.get_item_pipeline(load_object(path)) is not None:
                 stages.append(stage)
     return tuple(stages)
+
+
+@dataclass(frozen=True)
+class TombstoneGuard:
+    """How many deletions one full sweep may record: a listing that suddenly lacks many entities (a Hub outage
+    answering short pages, a filtered mirror, another Hub) must not tombstone the archive.
+
+    A sweep may mark `unseen` of `live` entities deleted when `unseen <= min_count` (small types: 1 of 10 is
+    already 10%) or `unseen <= max_fraction * live`; otherwise it marks none and ends incomplete
+    (HFSCRAPER_TOMBSTONE_MAX_FRACTION, HFSCRAPER_TOMBSTONE_GUARD_MIN; a fraction of 1 turns the guard off).
+    """
+
+    max_fraction: float = 0.05
+    min_count: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> TombstoneGuard:
+        return cls(
+            max_fraction=settings.getfloat("HFSCRAPER_TOMBSTONE_MAX_FRACTION", cls.max_fraction),
+            min_count=settings.getint("HFSCRAPER_TOMBSTONE_GUARD_MIN", cls.min_count),
+        )
+
+    def allows(self, unseen: int, live: int) -> bool:
+        return unseen <= self.min_count or unseen <= self.max_fraction * live
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What the end of a full sweep did: `tombstoned` entities marked deleted, or `held` (the guard refused to
+    mark `unseen` of `live` entities)."""
+
+    tombstoned: int = 0
+    held: bool = False
+    unseen: int = 0
+    live: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +248,7 @@ class CrawlSession:
         self.deltafetch = deltafetch
         self.recovering = opened.recovering
         self.since: str | None = None if opened.lost or opened.changed else opened.crawl.since
+        self.tombstone_guard = TombstoneGuard.from_settings(crawler.settings)
         self._lock = lock
         cursor = None if opened.lost or opened.changed else opened.cursor
         self.chain_done = bool(cursor is not None and cursor.done)
@@ -442,18 +490,21 @@ class CrawlSession:
         self.closed = True
         try:
             await self.flush()
-            if complete:
-                tombstoned = 0
-                if self.crawl.sweep:
-                    tombstoned = await self.shared.call(
-                        _tombstone_unseen, self.repo_type, self.crawl_id, self.output_dir
+            sweep = SweepResult()
+            if complete and self.crawl.sweep:
+                sweep = await self.shared.call(
+                    _tombstone_unseen, self.repo_type, self.crawl_id, self.output_dir, self.tombstone_guard
+                )
+                if sweep.tombstoned:
+                    self.stats.inc_value("hfscraper/state/tombstoned", sweep.tombstoned)
+                    logger.info(
+                        "Marked %(n)d %(type)s(s) deleted: the full listing no longer has them",
+                        {"n": sweep.tombstoned, "type": self.repo_type},
                     )
-                    if tombstoned:
-                        self.stats.inc_value("hfscraper/state/tombstoned", tombstoned)
-                        logger.info(
-                            "Marked %(n)d %(type)s(s) deleted: the full listing no longer has them",
-                            {"n": tombstoned, "type": self.repo_type},
-                        )
+            if sweep.held:
+                self._hold_tombstones(sweep)
+                await self.shared.call(_hold_sweep, self.crawl_id, self.listing_key)
+            elif complete:
                 done = await self.shared.call(StateStore.complete_crawl, self.crawl_id, reason, WATERMARK_MARGIN)
                 logger.info(
                     "Crawl #%(id)d of the %(type)s listing is complete (watermark %(w)s)",
@@ -472,6 +523,24 @@ class CrawlSession:
                     waiter.set_result(None)
             _unlock(self._lock)
             self.shared.release()
+
+    def _hold_tombstones(self, sweep: SweepResult) -> None:
+        # The run's own finish reason (after CoreStats set `finished`): the stats dump, the command's outcome line
+        # and its exit code (1) all say why the crawl did not complete.
+        self.stats.set_value("hfscraper/state/tombstone_guarded", sweep.unseen)
+        self.stats.set_value("finish_reason", TOMBSTONE_GUARD_REASON)
+        guard = self.tombstone_guard
+        logger.warning(
+            "Crawl #%(id)d: the full %(type)s listing lacks %(n)d of %(live)d live %(type)s(s) (%(pct).1f%%), more "
+            "than HFSCRAPER_TOMBSTONE_MAX_FRACTION=%(f)g (and HFSCRAPER_TOMBSTONE_GUARD_MIN=%(min)d) allow: none "
+            "marked deleted, the crawl stays incomplete (finish reason %(reason)s). If the Hub really deleted "
+            "them, run the same command with -s HFSCRAPER_TOMBSTONE_MAX_FRACTION=1 to mark them",
+            {
+                "id": self.crawl_id, "type": self.repo_type, "n": sweep.unseen, "live": sweep.live,
+                "pct": 100.0 * sweep.unseen / max(sweep.live, 1), "f": guard.max_fraction, "min": guard.min_count,
+                "reason": TOMBSTONE_GUARD_REASON,
+            },
+        )  # fmt: skip
 
 
 # -- work done on the store's thread -----------------------------------------------------------------------
@@ -513,15 +582,28 @@ def _invalidate(store: StateStore, entities: list[tuple[str, str]]) -> None:
         store.invalidate_entities(repo_type, ids)
 
 
-def _tombstone_unseen(store: StateStore, repo_type: str, crawl_id: int, output_dir: Path) -> int:
+def _tombstone_unseen(
+    store: StateStore, repo_type: str, crawl_id: int, output_dir: Path, guard: TombstoneGuard
+) -> SweepResult:
     ids = store.unseen_live(repo_type, crawl_id)
     if not ids:
-        return 0
+        return SweepResult()
+    live = store.entity_counts().get(repo_type, {}).get("live", 0)
+    if not guard.allows(len(ids), live):
+        return SweepResult(held=True, unseen=len(ids), live=live)
     when = utc_now()
     # The files first: if this is interrupted, the crawl is not complete and the next run does it again.
     for repo_id in ids:
         write_tombstone(output_dir, repo_type, repo_id, when)
-    return store.tombstone(repo_type, crawl_id, ids, when)
+    return SweepResult(tombstoned=store.tombstone(repo_type, crawl_id, ids, when))
+
+
+def _hold_sweep(store: StateStore, crawl_id: int, listing_key: str) -> None:
+    # The crawl stays open, and its next run lists again from the top rather than only completing: if the Hub
+    # lacked those entities for a while, a later listing sees them (and they are never marked deleted).
+    store.finish_run(crawl_id, TOMBSTONE_GUARD_REASON)
+    with store.transaction():
+        store.db.execute("DELETE FROM cursors WHERE listing_key = ? AND crawl_id = ?", (listing_key, crawl_id))
 
 
 def _check_stored(
@@ -601,6 +683,25 @@ def _open_crawl(
             store.invalidate_entities(identity["type"], [*lost, *changed])
     crawl = store.start_run(crawl.crawl_id, pid)
     return _Opened(crawl, cursor, resumed, recovering, reset_count, len(lost), len(changed))
+
+
+def _crawled_endpoint(store: StateStore) -> str | None:
+    """The endpoint of the newest crawl recorded (a state file older than the `endpoint` meta key)."""
+    for crawl in reversed(store.crawls()):
+        endpoint = crawl.listing.get("endpoint")
+        if endpoint:
+            return output_owner.public_endpoint(str(endpoint))
+    return None
+
+
+def _endpoint_refusal(
+    output_dir: Path, recorded: str | None, endpoint: str, allow_other: bool
+) -> tuple[str, str] | None:
+    """The state file's own check of the endpoint (an output folder crawled before it had a record)."""
+    if recorded is None or recorded == endpoint or allow_other:
+        return None
+    owner = output_owner.OutputOwner(state_file="", endpoint=recorded)
+    return output_owner.refusal(output_dir, owner, Path(), endpoint, allow_other_endpoint=False, adopt=True)
 
 
 def _lock_listing(state_file: Path, listing_key: str) -> IO[bytes] | None:
@@ -690,7 +791,13 @@ class CheckpointExtension:
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self.deltafetch: bool = settings.getbool("DELTAFETCH_ENABLED", True)
         self.reset: bool = settings.getbool("DELTAFETCH_RESET", False)
+        self.endpoint = output_owner.endpoint_of(settings)
+        self.allow_other_endpoint: bool = settings.getbool(output_owner.ALLOW_OTHER_ENDPOINT, False)
+        self.adopt_output: bool = settings.getbool(output_owner.ADOPT_OUTPUT, False)
         self.session: CrawlSession | None = None
+        #: This run holds its listing's lock and opened its crawl: only then may a feed be written
+        #: (`hfscraper.extensions.feeds`).
+        self.admitted = False
         self._jobdir: IO[bytes] | None = None
         self._jobdir_discarded = False
         jobdir = settings.get("JOBDIR")
@@ -723,6 +830,9 @@ class CheckpointExtension:
             return
         identity: dict[str, Any] = describe()
         listing_key, _ = listing_keys(identity)
+        # Before anything is created: the output folder's record (`hfscraper.output_owner`; `scrapy crawl` checked
+        # it already, this covers other ways of starting a crawler).
+        self._refuse_if(self._owner_refusal())
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         lock = _lock_listing(self.state_file, listing_key)
         if lock is None:
@@ -739,26 +849,63 @@ class CheckpointExtension:
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
         try:
-            if (await shared.call(StateStore.meta)).get("output_dir") is None:
-                await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
-            car_dir = (
-                car_folder(self.crawler.settings, self.output_dir) if "ipfs" in enabled_stages(self.crawler) else None
-            )
-            opened = await shared.call(
-                _open_crawl, spider.name, identity, os.getpid(), self.reset, self.output_dir, car_dir
-            )
+            meta = await shared.call(StateStore.meta)
+            refused = _endpoint_refusal(
+                self.output_dir, meta.get("endpoint") or await shared.call(_crawled_endpoint), self.endpoint,
+                self.allow_other_endpoint,
+            )  # fmt: skip
+            if refused is None:
+                refused = output_owner.claim(
+                    self.output_dir, self.state_file, self.endpoint,
+                    allow_other_endpoint=self.allow_other_endpoint, adopt=self.adopt_output,
+                )  # fmt: skip
+            if refused is None:
+                if meta.get("output_dir") is None:
+                    await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
+                if meta.get("endpoint") != self.endpoint:
+                    await shared.call(StateStore.set_meta, "endpoint", self.endpoint)
+                car_dir = (
+                    car_folder(self.crawler.settings, self.output_dir)
+                    if "ipfs" in enabled_stages(self.crawler)
+                    else None
+                )
+                opened = await shared.call(
+                    _open_crawl, spider.name, identity, os.getpid(), self.reset, self.output_dir, car_dir
+                )
         except Exception as exc:
             shared.release()
             _unlock(lock)
             logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
             raise CloseSpider(STATE_ERROR_REASON) from exc
+        if refused is not None:
+            shared.release()
+            _unlock(lock)
+            self._refuse_if(refused)
         self.session = self.new_session(spider, shared, opened, lock)
         self._log_start(opened, identity)
+
+    def _owner_refusal(self) -> tuple[str, str] | None:
+        try:
+            owner = output_owner.read_owner(self.output_dir)
+        except output_owner.OwnerRecordError as exc:
+            return output_owner.OTHER_STATE_REASON, str(exc)
+        return output_owner.refusal(
+            self.output_dir, owner, self.state_file, self.endpoint,
+            allow_other_endpoint=self.allow_other_endpoint, adopt=self.adopt_output,
+        )  # fmt: skip
+
+    @staticmethod
+    def _refuse_if(refused: tuple[str, str] | None) -> None:
+        if refused is not None:
+            reason, message = refused
+            logger.error("%(message)s", {"message": message})
+            raise CloseSpider(reason)
 
     def new_session(
         self, spider: Spider, shared: SharedStateStore, opened: _Opened, lock: IO[bytes] | None
     ) -> CrawlSession:
         """The session of an opened crawl (also the distributed worker's, which opens its crawl otherwise)."""
+        self.admitted = True
         stages = enabled_stages(self.crawler)
         return CrawlSession(
             self.crawler,

@@ -12,7 +12,9 @@ import collections
 import json
 import re
 import shutil
+import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hfscraper.hub import entity_folder_name, parse_link_next
+from hfscraper.output_owner import OWNER_FILE
 from tests.support.crawl import (
     METADATA_ONLY,
     REPO_ROOT,
@@ -27,6 +30,7 @@ from tests.support.crawl import (
     crawl,
     crawl_command,
     crawl_env,
+    parse_stats,
     public,
 )
 from tests.support.replica import ReplicaHandle, run_replica
@@ -95,7 +99,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.relative_to(root).as_posix().startswith(".tmp/")
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(".tmp/") and p.name != OWNER_FILE
     }
 
 
@@ -194,3 +198,47 @@ def test_folders_lost_before_a_resume_checkpoint_are_noticed_and_restored(
         entity_folder_name(e["id"]) for e in public(replica.truth, "model")
     }
     assert status(replica, out).returncode == 0
+
+
+# -- a requested stop is not a failure -------------------------------------------------------------------------
+
+
+def test_ctrl_c_is_a_stop_not_a_failure_and_the_same_command_continues(replica: ReplicaHandle, tmp_path: Path) -> None:
+    out, log = tmp_path / "out", tmp_path / "run1.log"
+    # Slow file requests: many are in flight when the signal comes.
+    replica.set_faults([{"kind": "latency", "ms": 400, "rate": 1.0, "path": "/resolve"}])
+    mark = replica.mark()
+    try:
+        with open(log, "wb") as stderr:
+            process = subprocess.Popen(
+                crawl_command("models", out, page_size=10),
+                cwd=REPO_ROOT, env=crawl_env(replica, out), stdout=subprocess.DEVNULL, stderr=stderr,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while sum("/resolve/" in r["path"] for r in replica.requests(since=mark)) < 20:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 1
+    finally:
+        replica.set_faults([])
+    text = log.read_text(encoding="utf-8")
+    stats = parse_stats(text)
+    assert stats["finish_reason"] == "shutdown"
+    assert stats.get("hfscraper/files/interrupted", 0) >= 1 and not stats.get("hfscraper/files/failed")
+    assert "not downloaded (shutdown)" not in text
+    assert not [line for line in text.splitlines() if "] ERROR: " in line], text[-3000:]
+    summary = [line for line in text.splitlines() if "] INFO: The crawl stopped before" in line]
+    assert len(summary) == 1 and "not failures" in summary[0]
+    assert "hfscraper: models: stopped (finish reason shutdown" in text
+
+    shown = status(replica, out)
+    assert shown.returncode == 1
+    assert "stopped on request" in shown.stdout and "shutdown" not in shown.stdout.split("files")[-1], shown.stdout
+
+    assert_complete(crawl(replica, "models", out, page_size=10))
+    clean = tmp_path / "clean"
+    assert_complete(
+        crawl(replica, "models", clean, page_size=10, settings={"HFSCRAPER_STATE_DIR": str(tmp_path / "s2")})
+    )
+    assert snapshot(out) == snapshot(clean)

@@ -124,7 +124,7 @@ def test_graceful_stop_then_the_same_command_resumes(slow_replica: ReplicaHandle
     log = (tmp_path / "run1.log").read_text()
     first = parse_stats(log)
     assert first["finish_reason"] == "shutdown"
-    assert "hfscraper: models: INCOMPLETE (finish reason shutdown" in log
+    assert "hfscraper: models: stopped (finish reason shutdown" in log
     code, report_ = status(out)
     (entry,) = report_["listings"]
     assert code == 1 and entry["complete"] is False and entry["finish_reason"] == "shutdown"

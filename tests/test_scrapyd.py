@@ -215,11 +215,11 @@ def test_cancel_once_then_reschedule_resumes(deployed: Deployed, slow_hub: Repli
     log = server.log("models", first)
     stats = parse_stats(log)
     assert stats["finish_reason"] == "shutdown"
-    assert "did not complete (finish reason shutdown)" in log
+    assert "stopped on request (finish reason shutdown)" in log
     first_ids = feed_ids(server.items_path("models", first))
     assert 0 < len(first_ids) < len(expected)
     assert scrapyd_verdicts(server, first) == [
-        "died: exitstatus=1", f"hfscraper: models: INCOMPLETE (finish reason shutdown, {len(first_ids)} items)"
+        "died: exitstatus=1", f"hfscraper: models: stopped (finish reason shutdown, {len(first_ids)} items)"
     ]  # fmt: skip
 
     mark = slow_hub.mark()

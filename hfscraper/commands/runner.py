@@ -132,7 +132,7 @@ class CrawlOutcome:
         )
 
     def line(self) -> str:
-        status = "complete" if self.complete else "INCOMPLETE"
+        status = "complete" if self.complete else "stopped" if self.finish_reason == "shutdown" else "INCOMPLETE"
         return f"{self.spider}: {status} (finish reason {self.finish_reason}, {self.items} items)"
 
 

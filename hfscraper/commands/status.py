@@ -182,6 +182,8 @@ def render(report: dict[str, Any]) -> str:
             ended = "no finish recorded (the last run was killed)"
         elif entry["complete"]:
             ended = f"finished {entry['finished']} (finish reason {entry['finish_reason']})"
+        elif entry["finish_reason"] == "shutdown":
+            ended = f"stopped on request {entry['finished']} (Ctrl-C or SIGTERM; the same command continues it)"
         else:
             ended = f"last run stopped {entry['finished']} (finish reason {entry['finish_reason']})"
         lines.append(f"  started {entry['started']}, {ended}")

@@ -109,6 +109,8 @@ DEFAULT_STATE_DIR = "state"
 DEFAULT_OUTPUT_DIR = "output"
 #: Finish reason of a run that found another process crawling the same listing into the same output.
 ALREADY_RUNNING_REASON = "already_running"
+#: Scrapy's finish reason of a run stopped on request (Ctrl-C, SIGTERM, a scrapyd cancel).
+STOPPED_REASON = "shutdown"
 #: Finish reason of a run whose state file could not be opened or read.
 STATE_ERROR_REASON = "state_error"
 #: Finish reason of a full sweep that would have marked too many entities deleted (see `TombstoneGuard`).
@@ -512,11 +514,15 @@ class CrawlSession:
                 )
             else:
                 await self.shared.call(StateStore.finish_run, self.crawl_id, reason)
-                logger.warning(
-                    "Crawl #%(id)d of the %(type)s listing did not complete (finish reason %(reason)s); "
+                # A requested stop is no problem: said at INFO. Anything else that ends a crawl early is.
+                (logger.info if reason == STOPPED_REASON else logger.warning)(
+                    "Crawl #%(id)d of the %(type)s listing %(what)s (finish reason %(reason)s); "
                     "the same command continues it",
-                    {"id": self.crawl_id, "type": self.repo_type, "reason": reason},
-                )
+                    {
+                        "id": self.crawl_id, "type": self.repo_type, "reason": reason,
+                        "what": "stopped on request" if reason == STOPPED_REASON else "did not complete",
+                    },
+                )  # fmt: skip
         finally:
             for waiter in self.in_flight.values():
                 if not waiter.done():

@@ -62,7 +62,7 @@ HFSCRAPER_HUB_ENDPOINT, HFSCRAPER_STORE_FSYNC; Scrapy's USER_AGENT, DOWNLOAD_TIM
 
 Stats (prefix hfscraper/files/): entities, chosen, downloaded, downloaded_bytes, streamed, unchanged,
 skipped/<reason>, mismatch, retries, failed, failed/<reason>, pruned, no_siblings, paths_info/requests,
-paths_info/failed.
+paths_info/failed, interrupted (files not downloaded because the crawl was stopping) and interrupted_entities.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ _PATTERN_SETTINGS: Final = {
 }
 
 DOWNLOADED, UNCHANGED, SKIPPED, FAILED = "downloaded", "unchanged", "skipped", "failed"
+#: The reason of a file the crawl stopped before it was downloaded (a requested stop, not a failure).
+SHUTDOWN: Final = "shutdown"
 
 
 @dataclass
@@ -281,6 +283,16 @@ class RepoFilesPipeline:
             )
 
     async def close_spider(self) -> None:
+        interrupted = self.stats.get_value(f"{STATS}/interrupted_entities", 0)
+        if interrupted:
+            logger.info(
+                "The crawl stopped before %(files)d file(s) of %(n)d %(type)s(s) were downloaded: not failures; the "
+                "same command does them",
+                {
+                    "files": self.stats.get_value(f"{STATS}/interrupted", 0), "n": interrupted,
+                    "type": getattr(self.crawler.spider, "repo_type", "entity"),
+                },
+            )  # fmt: skip
         await self.streamer.close()
         if self.state is not None:
             state, self.state = self.state, None
@@ -323,16 +335,20 @@ class RepoFilesPipeline:
                 kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
                 await asyncio.to_thread(self._prune, job, kept)
         item.files = [r.to_dict() for r in results]
-        await self._record(item)
         failed = [r for r in results if r.status == FAILED]
+        if failed and all(r.reason == SHUTDOWN for r in failed):
+            # A requested stop (Ctrl-C, SIGTERM, a scrapyd cancel) is no failure: the outcomes an earlier run
+            # recorded stay, one line at the end sums it up (close_spider), and the next run does the entity.
+            self.stats.inc_value(f"{STATS}/interrupted_entities")
+            raise StageFailed(STAGE, f"{item.repo_type} {item.id}: the crawl is stopping")
+        await self._record(item)
         if failed:
             first = failed[0]
             message = (
                 f"{len(failed)} of {len(results)} file(s) of {item.repo_type} {item.id} failed (first: {first.path}: "
                 f"{first.reason}); the entity is left for the next run"
             )
-            stopping = all(r.reason == "shutdown" for r in failed)
-            (logger.info if stopping else logger.error)("%(message)s", {"message": message})
+            logger.error("%(message)s", {"message": message})
             raise StageFailed(STAGE, message)
         return item
 
@@ -437,9 +453,16 @@ class RepoFilesPipeline:
 
     def _failed(self, job: _Entity, result: FileResult, reason: str, detail: str) -> FileResult:
         result.status, result.reason = FAILED, reason
+        if reason == SHUTDOWN:
+            self.stats.inc_value(f"{STATS}/interrupted")
+            logger.debug(
+                "File %(path)s of %(type)s %(id)s not downloaded: the crawl is stopping",
+                {"path": result.path, "type": job.repo_type, "id": job.repo_id},
+            )
+            return result
         self.stats.inc_value(f"{STATS}/failed")
         self.stats.inc_value(f"{STATS}/failed/{reason}")
-        quiet = reason == "shutdown" or reason in RESOURCE_REASONS or self.guard.stopped is not None
+        quiet = reason in RESOURCE_REASONS or self.guard.stopped is not None
         (logger.info if quiet else logger.error)(
             "File %(path)s of %(type)s %(id)s not downloaded (%(reason)s): %(detail)s",
             {"path": result.path, "type": job.repo_type, "id": job.repo_id, "reason": reason, "detail": detail},
@@ -599,14 +622,14 @@ class RepoFilesPipeline:
         engine = self.crawler.engine
         assert engine is not None
         if not engine.running:
-            raise _Fail("shutdown", "the crawl is stopping")
+            raise _Fail(SHUTDOWN, "the crawl is stopping")
         if self.guard.stopped is not None:
             raise _Fail(self.guard.stopped.reason, "the crawl is stopping")
         try:
             return await engine.download_async(request)
         except IgnoreRequest as exc:  # the crawl is stopping, the auth middleware refused the token, ...
             if not engine.running:
-                raise _Fail("shutdown", "the crawl is stopping") from None
+                raise _Fail(SHUTDOWN, "the crawl is stopping") from None
             raise _Fail(type(exc).__name__, str(exc) or type(exc).__name__) from None
         except Exception as exc:  # lost connections, timeouts, data loss: after Scrapy's own retries
             raise _Retry("network", f"{type(exc).__name__}: {exc}") from None

@@ -20,10 +20,8 @@ file is written from ordered queries over them. Layout and rules: docs/PROVENANC
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -47,6 +45,7 @@ from hfscraper.fsutil import (
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
 from hfscraper.provenance.store import crawled_nodes, resolved_edges
+from hfscraper.provenance.text import json_text, xml_safe
 from hfscraper.state import StateError, StateStore
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,8 @@ EDGE_SCHEMA: Final = pa.schema(
     metadata={"format": FORMAT},
 )
 
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: `xml.sax.saxutils.escape` leaves CR alone, and parsers read a raw CR in text as a newline.
+_XML_TEXT_ENTITIES: Final = {"\r": "&#13;"}
 _NODE_KEYS: Final = (
     ("type", "string"), ("id", "string"), ("scraped", "boolean"), ("deleted", "boolean"), ("author", "string"),
     ("pipeline_tag", "string"), ("library_name", "string"), ("downloads", "long"), ("likes", "long"),
@@ -276,7 +276,7 @@ def _atomic(path: Path, *, fsync: bool = False) -> Iterator[_ReplaceIfChanged]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def write_node_link(db: sqlite3.Connection, path: Path, *, fsync: bool = False) 
 
 
 def _xml(value: Any) -> str:
-    return escape(_XML_BAD.sub("\ufffd", str(value)))
+    return escape(xml_safe(str(value)), _XML_TEXT_ENTITIES)
 
 
 def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
@@ -322,7 +322,7 @@ def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
             f.write(f'<key id="e{n}" for="edge" attr.name="{name}" attr.type="{kind}"/>\n')
         f.write('<graph edgedefault="directed">\n')
         for node in _node_rows(db):
-            parts = [f"<node id={quoteattr(_XML_BAD.sub('', node['key']))}>"]
+            parts = [f"<node id={quoteattr(xml_safe(node['key']))}>"]
             for n, (name, kind) in enumerate(_NODE_KEYS):
                 value = node.get(name)
                 if value is None:
@@ -332,7 +332,7 @@ def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
             f.write("".join(parts) + "</node>\n")
         for src, dst, kind, relation, sources in _edge_rows(db):
             f.write(
-                f"<edge source={quoteattr(src)} target={quoteattr(dst)}>"
+                f"<edge source={quoteattr(xml_safe(src))} target={quoteattr(xml_safe(dst))}>"
                 f'<data key="e0">{_xml(kind)}</data><data key="e1">{_xml(relation)}</data>'
                 f'<data key="e2">{_xml(",".join(sources))}</data></edge>\n'
             )
@@ -420,7 +420,7 @@ def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False)
             except HostileIdError:
                 continue
             db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
-            data = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+            data = (json_text(doc, indent=2) + "\n").encode("utf-8")
             path = os.path.join(sub_dirs[node["type"]], name)
             if not same_content(path, data):
                 write_atomic(path, data, fsync=fsync)

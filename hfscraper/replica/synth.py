@@ -291,6 +291,17 @@ HOSTILE_IDS: tuple[str, ...] = (
 )
 _HOSTILE_SUBSET = ("../../etc/passwd", "CON", "unicode/caf\u00e9", "unicode/cafe\u0301", "owner__x/y",
                    "owner/x__y", "a/b/c", "..")
+# Base models and datasets a model card may name that XML 1.0 forbids (hostile_cards=True adds a model whose card
+# names them, `HOSTILE_CARDS_MODEL`). The card is its owner's YAML, and YAML's `\u` escapes reach any character,
+# which the Hub's JSON carries as it is (U+FFFE, U+FFFF) or escaped (controls). Only the card names these ids (no
+# such repo: no tag, no baseModels entry). One is the backslash spelling of another (an escape must not merge them);
+# lone surrogates are left out (the replica's JSON is UTF-8, and the crawl refuses them as ids anyway).
+HOSTILE_CARDS_MODEL = "hostile-cards/xml-forbidden-bases"
+HOSTILE_CARD_BASES: tuple[str, ...] = (
+    "removed-org/nonchar\ufffe-base", "removed-org/nonchar\\ufffe-base", "removed-org/max\uffff",
+    "removed-org/back\\slash\ufffe", "removed-org/ctrl\x01-base", "removed-org/bom\ufeff-ok",
+)
+HOSTILE_CARD_DATASETS: tuple[str, ...] = ("removed-org/data\ufffe", "removed-org/tab\x0bdata")
 # File names a hostile or broken server might list for a repo (hostile_files=True adds a model holding them,
 # `HOSTILE_FILES_MODEL`): escapes, absolute paths, odd segments, names a crawler writes itself, case twins. The
 # last group is unusual but harmless: a client must store those under exactly their names.
@@ -347,7 +358,7 @@ class Entity:
         self._models: tuple[int, ...] = ()
         self._children = 0
         self._spaces: tuple[int, ...] = ()
-        self._extra = ""  # "" normal, "hostile", "hostile_files", or "big:<MiB>"
+        self._extra = ""  # "" normal, "hostile", "hostile_files", "hostile_cards", or "big:<MiB>"
         self._fields = fields
         self._files = files
         self._relations = relations
@@ -541,6 +552,11 @@ def _relations(e: Entity) -> list[dict]:
         for d in e._datasets:
             out.append({"kind": "dataset", "relation": None, "target": hub.datasets[d].id,
                         "target_type": "dataset", "source": "tag"})
+        if e._extra == "hostile_cards":
+            out += [{"kind": "base_model", "relation": None, "target": b, "target_type": "model", "source": "card"}
+                    for b in HOSTILE_CARD_BASES]
+            out += [{"kind": "dataset", "relation": None, "target": d, "target_type": "dataset", "source": "card"}
+                    for d in HOSTILE_CARD_DATASETS]
     elif e.repo_type == "space":
         for m in e._models:
             out.append({"kind": "model", "relation": None, "target": hub.models[m].id,
@@ -781,6 +797,8 @@ class _ModelGen(_Gen):
         e, r = self.e, self.r
         if e._extra == "hostile":
             return {"license": "mit"}
+        if e._extra == "hostile_cards":
+            return {"license": "mit", "base_model": list(HOSTILE_CARD_BASES), "datasets": list(HOSTILE_CARD_DATASETS)}
         parts: dict[str, Any] = {}
         if self.langs:
             parts["language"] = self.langs[0] if self.lang_str else list(self.langs)
@@ -1663,10 +1681,11 @@ def _clean_name(name: str) -> str:
 
 
 def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_ids: bool = False,
-              big_file_mib: int = 0, hostile_files: bool = False) -> SyntheticHub:
+              big_file_mib: int = 0, hostile_files: bool = False, hostile_cards: bool = False) -> SyntheticHub:
     """A synthetic Hub with exactly `models`/`datasets`/`spaces` ordinary entities, plus one model with
     a `big_file_mib` MiB LFS file if asked, plus the hostile-id entities if asked (appended last), plus
-    the model `HOSTILE_FILES_MODEL` whose files have hostile names if asked."""
+    the model `HOSTILE_FILES_MODEL` whose files have hostile names if asked, plus the model `HOSTILE_CARDS_MODEL`
+    whose card names bases and datasets with characters XML forbids if asked."""
     hub = SyntheticHub(seed)
     b = _Builder(seed, hub)
     owners = b.owners(max(8, (models + datasets + spaces) // 7))
@@ -1677,6 +1696,8 @@ def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_id
         b.add_extra("model", f"big-files/huge-model-{big_file_mib}MiB", f"big:{big_file_mib}")
     if hostile_files:
         b.add_extra("model", HOSTILE_FILES_MODEL, "hostile_files")
+    if hostile_cards:
+        b.add_extra("model", HOSTILE_CARDS_MODEL, "hostile_cards")
     if hostile_ids:
         for repo_id in HOSTILE_IDS:
             b.add_extra("model", repo_id, "hostile")

@@ -127,9 +127,7 @@ def test_json_and_parquet_keep_the_ids_exactly(crawled: Path) -> None:
 
 
 @pytest.mark.parametrize("output_format", ["text", "json", "dot", "mermaid"])
-def test_lineage_of_the_hostile_card_in_every_format(
-    replica: ReplicaHandle, crawled: Path, output_format: str
-) -> None:
+def test_lineage_of_the_hostile_card_in_every_format(replica: ReplicaHandle, crawled: Path, output_format: str) -> None:
     command = crawl_command("", crawled, command_name="lineage", page_size=None)
     command += [HOSTILE_CARDS_MODEL, "--ancestors", "--format", output_format]
     proc = subprocess.run(command, cwd=REPO_ROOT, env=crawl_env(replica, crawled), capture_output=True, timeout=120)

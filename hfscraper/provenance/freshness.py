@@ -79,6 +79,21 @@ def finish_rebuild(store: StateStore, generation: int, when: str, nodes: int, ed
         db.execute("DELETE FROM meta WHERE key = ?", (REBUILD_KEY,))
 
 
+def rebuild_running(pid: object) -> bool:
+    """Whether the rebuild of pid *pid* still runs: a live process, not a zombie (a killed child whose parent died
+    too may wait to be reaped), and where /proc tells, one whose command line names the rebuild (not a process that
+    reused the pid)."""
+    if not isinstance(pid, int) or pid <= 0 or not process_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    state = stat.rpartition(b")")[2].split()[:1]
+    return state != [b"Z"] and b"hfscraper.provenance" in cmdline
+
+
 def _json(meta: dict[str, str], key: str) -> dict[str, Any] | None:
     try:
         value = json.loads(meta[key])
@@ -100,8 +115,7 @@ def outputs_status(store: StateStore, output_dir: Path | None) -> dict[str, Any]
         return None
     folder = provenance_dir(output_dir) if output_dir is not None else None
     present = folder is not None and all((folder / name).is_file() for name in OUTPUT_FILES)
-    pid = rebuild.get("pid") if rebuild else None
-    if isinstance(pid, int) and pid > 0 and process_alive(pid):
+    if rebuild is not None and rebuild_running(rebuild.get("pid")):
         state = BEING_REBUILT
     elif built is None or not present:
         state = MISSING

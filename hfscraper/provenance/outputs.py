@@ -505,8 +505,10 @@ def sweep_dead_staging(output_dir: Path) -> int:
 
 def _exchange(a: Path, b: Path) -> None:
     """Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); OSError where it is not available."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    try:
+        renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except (OSError, TypeError):  # no C library to load by that name (not a POSIX system)
+        renameat2 = None
     if renameat2 is None:
         raise OSError(errno.ENOSYS, "renameat2 is not available")
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:

@@ -148,6 +148,9 @@ class HubEntityItem:
         # Stages a pipeline left unfinished without failing the entity (a preview the viewer could not give yet):
         # not recorded as complete, so the next crawl processes the entity again.
         self._pending_stages: set[str] = set()
+        # This crawl already wrote the entity's feed row (it is processed again only to finish a pending stage): no
+        # feed gets a second row for it.
+        self._in_feed: bool = False
 
     # -- mapping ------------------------------------------------------------------------------------------
 

@@ -152,3 +152,20 @@ def previews_summary(store: StateStore) -> dict[str, dict[str, Any]]:
         if status == TRANSIENT and next_attempt is not None:
             entry["next_retry"] = min(filter(None, (entry["next_retry"], next_attempt)))
     return summary
+
+
+def due_pending(
+    store: StateStore, repo_type: str, crawl_id: int, now: datetime, retry_min: float, retry_max: float
+) -> int:
+    """How many entities this crawl saw have a transient outcome whose backoff (with these settings) is over by *now*:
+    a run that resumes after the pages that listed them would not reach them."""
+    if not _has_table(store):
+        return 0
+    rows = store.db.execute(
+        f"SELECT {', '.join('p.' + c for c in _COLUMNS)} FROM previews p "
+        "JOIN entities e ON e.repo_type = p.repo_type AND e.id = p.id "
+        "WHERE p.repo_type = ? AND p.status = ? AND e.seen_crawl_id = ? AND e.deleted_at IS NULL",
+        (repo_type, TRANSIENT, crawl_id),
+    )
+    moment = format_hub_datetime(now)
+    return sum(1 for row in rows if PreviewRecord(*row).due(retry_min, retry_max) <= moment)

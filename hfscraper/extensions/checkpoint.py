@@ -60,6 +60,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
@@ -70,6 +71,7 @@ from scrapy.utils.misc import load_object
 from hfscraper import output_owner
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.items import HubEntityItem
+from hfscraper.preview_records import due_pending
 from hfscraper.resources import ResourceGuard
 from hfscraper.seal import folder_seal
 from hfscraper.state import (
@@ -149,6 +151,14 @@ def car_folder(settings: BaseSettings, output_dir: Path) -> Path:
     return Path(os.path.abspath(os.path.expanduser(car_dir))) if car_dir else output_dir / DEFAULT_CAR_FOLDER
 
 
+def previews_backoff(settings: BaseSettings) -> tuple[float, float]:
+    """The previews stage's backoff settings (HFSCRAPER_PREVIEWS_RETRY_MIN, _MAX), as it reads them."""
+    return (
+        settings.getfloat("HFSCRAPER_PREVIEWS_RETRY_MIN", 600.0),
+        settings.getfloat("HFSCRAPER_PREVIEWS_RETRY_MAX", 86400.0),
+    )
+
+
 def enabled_stages(crawler: Crawler) -> tuple[str, ...]:
     """The pipeline stages (`hfscraper.state.STAGE_PIPELINES`) that this crawler runs."""
     stages = []
@@ -205,6 +215,13 @@ class _Opened:
     #: this run started: they are redone, and the listing is walked from the top and in full to reach them.
     lost: int = 0
     changed: int = 0
+    #: Entities of the resumed crawl, on pages before its checkpoint, whose pending preview is due again.
+    previews_due: int = 0
+
+    @property
+    def relist(self) -> bool:
+        """Walk the listing from its first page, in full, to reach entities before the checkpoint."""
+        return bool(self.lost or self.changed or self.previews_due)
 
 
 class CrawlSession:
@@ -249,10 +266,10 @@ class CrawlSession:
         self.stages = stages
         self.deltafetch = deltafetch
         self.recovering = opened.recovering
-        self.since: str | None = None if opened.lost or opened.changed else opened.crawl.since
+        self.since: str | None = None if opened.relist else opened.crawl.since
         self.tombstone_guard = TombstoneGuard.from_settings(crawler.settings)
         self._lock = lock
-        cursor = None if opened.lost or opened.changed else opened.cursor
+        cursor = None if opened.relist else opened.cursor
         self.chain_done = bool(cursor is not None and cursor.done)
         self.resume: tuple[str, int, int] | None = None
         if cursor is not None and not cursor.done and cursor.next_url:
@@ -651,6 +668,7 @@ def _open_crawl(
     reset: bool,
     output_dir: Path | None = None,
     car_dir: Path | None = None,
+    previews: tuple[float, float] | None = None,
 ) -> _Opened:
     listing_key, scope_key = listing_keys(identity)
     crawl = store.unfinished_crawl(listing_key)
@@ -687,8 +705,13 @@ def _open_crawl(
         lost, changed = _check_stored(store, identity["type"], crawl.crawl_id if resumed else None, output_dir, car_dir)
         if lost or changed:
             store.invalidate_entities(identity["type"], [*lost, *changed])
+    due = (
+        due_pending(store, identity["type"], crawl.crawl_id, datetime.now(UTC), *previews)
+        if previews and resumed and cursor is not None
+        else 0
+    )
     crawl = store.start_run(crawl.crawl_id, pid)
-    return _Opened(crawl, cursor, resumed, recovering, reset_count, len(lost), len(changed))
+    return _Opened(crawl, cursor, resumed, recovering, reset_count, len(lost), len(changed), due)
 
 
 def _crawled_endpoint(store: StateStore) -> str | None:
@@ -870,14 +893,12 @@ class CheckpointExtension:
                     await shared.call(StateStore.set_meta, "output_dir", str(self.output_dir))
                 if meta.get("endpoint") != self.endpoint:
                     await shared.call(StateStore.set_meta, "endpoint", self.endpoint)
-                car_dir = (
-                    car_folder(self.crawler.settings, self.output_dir)
-                    if "ipfs" in enabled_stages(self.crawler)
-                    else None
-                )
+                stages = enabled_stages(self.crawler)
+                car_dir = car_folder(self.crawler.settings, self.output_dir) if "ipfs" in stages else None
                 opened = await shared.call(
-                    _open_crawl, spider.name, identity, os.getpid(), self.reset, self.output_dir, car_dir
-                )
+                    _open_crawl, spider.name, identity, os.getpid(), self.reset, self.output_dir, car_dir,
+                    previews_backoff(self.crawler.settings) if "previews" in stages else None,
+                )  # fmt: skip
         except Exception as exc:
             shared.release()
             _unlock(lock)
@@ -942,6 +963,12 @@ class CheckpointExtension:
             )  # fmt: skip
             stats.set_value("hfscraper/state/lost", opened.lost)
             stats.set_value("hfscraper/state/changed", opened.changed)
+        if opened.previews_due:
+            logger.info(
+                "%(n)d %(type)s(s) listed before the saved cursor have a pending preview that is due again; "
+                "walking the listing from its first page to reach them",
+                {"n": opened.previews_due, "type": crawl.repo_type},
+            )
         if opened.reset:
             logger.info(
                 "DELTAFETCH_RESET: %(n)d %(type)s(s) will be stored again", {"n": opened.reset, "type": crawl.repo_type}

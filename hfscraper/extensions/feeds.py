@@ -41,7 +41,8 @@ class AdmittedFeedExporter(FeedExporter):
         return checkpoint is None or checkpoint.admitted
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
-        if self._admitted(spider):
+        # An entity this crawl already exported, processed again only to finish a pending stage, gets no second row.
+        if self._admitted(spider) and not getattr(item, "_in_feed", False):
             super().item_scraped(item, spider)
 
     async def close_spider(self, spider: Spider) -> None:

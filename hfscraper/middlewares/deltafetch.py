@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DUPLICATE = "duplicate"
+#: Stored by this same crawl with a stage left pending (a preview the viewer could not give yet): processed again,
+#: but no feed gets a second row for it.
+PENDING = "pending"
 UNCHANGED = "unchanged"
 
 
@@ -86,7 +89,7 @@ def judge(
         if state is None or state.deleted_at is not None or not state.same_version(sha, modified, shape):
             continue
         if state.stored_crawl_id == crawl_id:
-            verdicts[repo_id] = DUPLICATE
+            verdicts[repo_id] = DUPLICATE if required <= state.stages else PENDING
         elif required <= state.stages and _intact(state, output_dir, car_dir):
             verdicts[repo_id] = UNCHANGED
     keys = list(keys)
@@ -191,6 +194,9 @@ class DeltaFetchSpiderMiddleware:
                     continue
                 if isinstance(output, HubEntityItem):
                     assert key is not None
+                    if verdict == PENDING:
+                        output._in_feed = True
+                        self.stats.inc_value("hfscraper/state/pending_again")
                     if claimed.pop(key, None) is None:  # held by another page (or listed twice on this one)
                         if not await self._wait_in_flight(session, output):
                             continue
@@ -216,6 +222,7 @@ class DeltaFetchSpiderMiddleware:
                 self._skip(session, item, DUPLICATE)
                 return False
             if key not in session.in_flight:
+                item._in_feed = item._in_feed or verdicts.get(item.id) == PENDING
                 return True
 
     def _skip(self, session: CrawlSession, entity: HubEntityItem, verdict: str) -> None:

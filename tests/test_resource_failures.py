@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from hfscraper.fsutil import TEMP_PREFIX
+from hfscraper.output_owner import OWNER_FILE
 from tests.support.crawl import REPO_ROOT, crawl, crawl_command, crawl_env, parse_stats
 from tests.support.replica import ReplicaHandle, replica_fixture
 
@@ -153,6 +154,8 @@ def _tree(root: Path) -> dict[str, bytes]:
     for top, _dirs, names in os.walk(root):
         for name in names:
             path = Path(top) / name
+            if path == root / OWNER_FILE:
+                continue  # names the folder's own state file
             files[path.relative_to(root).as_posix()] = path.read_bytes()
     return files
 

@@ -241,7 +241,7 @@ class RedisEntityWorker(RedisMixin):
         versions = {item.id: item_version(item) for item in items if item.repo_type == session.repo_type}
         verdicts, _ = await session.shared.call(
             _judge_call, session.repo_type, versions, session.shape, session.stages, session.crawl_id,
-            session.output_dir,
+            session.output_dir, session.car_dir,
         )  # fmt: skip
         return verdicts
 
@@ -330,5 +330,9 @@ def _judge_call(
     stages: tuple[str, ...],
     crawl_id: int,
     output_dir: Any,
+    car_dir: Any = None,
 ) -> tuple[dict[str, str], set[str]]:
-    return judge(store, repo_type, versions, shape=shape, stages=stages, crawl_id=crawl_id, output_dir=output_dir)
+    return judge(
+        store, repo_type, versions, shape=shape, stages=stages, crawl_id=crawl_id, output_dir=output_dir,
+        car_dir=car_dir,
+    )  # fmt: skip

@@ -875,8 +875,7 @@ class CheckpointExtension:
             shared = SharedStateStore.acquire(self.state_file, fsync=self.fsync)
         except Exception as exc:
             _unlock(lock)
-            logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
-            raise CloseSpider(STATE_ERROR_REASON) from exc
+            raise self._open_failed(exc) from exc
         try:
             meta = await shared.call(StateStore.meta)
             refused = _endpoint_refusal(
@@ -902,8 +901,7 @@ class CheckpointExtension:
         except Exception as exc:
             shared.release()
             _unlock(lock)
-            logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
-            raise CloseSpider(STATE_ERROR_REASON) from exc
+            raise self._open_failed(exc) from exc
         if refused is not None:
             shared.release()
             _unlock(lock)
@@ -927,6 +925,16 @@ class CheckpointExtension:
             reason, message = refused
             logger.error("%(message)s", {"message": message})
             raise CloseSpider(reason)
+
+    def _open_failed(self, exc: Exception) -> CloseSpider:
+        """The crawl state could not be opened: a full disk or a vanished folder says so (`disk_full`,
+        `output_unavailable`), anything else is `state_error`; one ERROR line either way."""
+        failure = ResourceGuard.of(self.crawler).classify(exc)
+        if failure is not None:
+            logger.error("%(message)s", {"message": failure.message()})
+            return CloseSpider(failure.reason)
+        logger.error("Cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc})
+        return CloseSpider(STATE_ERROR_REASON)
 
     def new_session(
         self, spider: Spider, shared: SharedStateStore, opened: _Opened, lock: IO[bytes] | None

@@ -226,13 +226,21 @@ class EntityStorePipeline:
             stored = stored_id(path)
             if stored is not None and stored != repo_id:
                 raise FolderCollisionError(f"{path.parent} already holds {stored!r}")
+        created = False
         if size is None:
             # Not its parents: a type folder (or the output folder) that vanished is an error, not made again.
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path.parent)
+                created = True
                 if self.fsync:
                     fsync_directory(path.parent.parent)
-        write_file(path, data, fsync=self.fsync)
+        try:
+            write_file(path, data, fsync=self.fsync)
+        except OSError:
+            if created:  # a folder without its metadata.json is no entity folder: leave none behind (a full disk)
+                with contextlib.suppress(OSError):
+                    os.rmdir(path.parent)
+            raise
         return True
 
 

@@ -421,7 +421,8 @@ class IpfsPipeline:
         return removed
 
     def _fail(self, reason: str, label: str, exc: BaseException) -> NoReturn:
-        if reason in ("disk", "folder", "node") and self.guard.handle(exc) is not None:
+        # Any failure may be a consequence (a CAR gone with its folder): the guard looks at the folders too.
+        if self.guard.handle(exc) is not None:
             # A full disk, or the output or state folder gone: logged once, the crawl stops, the entity is redone.
             self.guard.dropped()
             raise StageFailed(STAGE, f"IPFS stage stopped for {label}: {exc}")

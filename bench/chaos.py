@@ -14,9 +14,11 @@ every listing walks a cursor chain):
    is sent SIGKILL after a random delay (RNG seeded by `BENCH_CHAOS_SEED`): one kill in five during Scrapy's
    start-up (0.3 s up to the clean crawl's start-up time), the others after the run's first request to the
    replica plus a random share of the clean crawl's work (its time after start-up), up to `WORK_SPREAD` (8) times
-   the work divided by the number of kills: each resumed run goes on where the last one stopped but loses time
-   to start-up and to re-checking what is stored, so the kills land all over the crawl. A run that ends before
-   its moment is just a run; the soak goes on until it has killed that many (at most three times as many runs).
+   the work divided by the number of kills (at most all of it): each resumed run goes on where the last one
+   stopped but loses time to start-up and to re-checking what is stored, so the kills land all over the crawl.
+   A run that ends before its moment is just a run, and the later moments are drawn within the work it took
+   (the crawl is complete or nearly so: the kills now hit runs that redo what the faults left failed or
+   pending). The soak goes on until it has killed that many (at most four times as many runs).
 4. The faults are cleared and the same command runs until it exits 0, at most `BENCH_CHAOS_RERUNS` (default 5)
    times.
 
@@ -85,7 +87,7 @@ SETTINGS = {"HFSCRAPER_PREVIEWS_RETRY_MIN": "0"}
 MIN_DELAY = 0.3
 STARTUP_KILLS = 0.2
 WORK_SPREAD = 8
-RUNS_PER_KILL = 3
+RUNS_PER_KILL = 4
 
 
 @dataclass
@@ -289,6 +291,7 @@ def soak(folder: Path, *, models: int, datasets: int, spaces: int, kills: int, r
         # times the share each kill would get: a resumed run loses time to re-checking what is stored, so this
         # spreads the kills over the whole crawl.
         work = max(0.5, found.clean_seconds - found.clean_startup)
+        bound = min(work, WORK_SPREAD * work / kills)
         while found.kills < kills and chaos.count < kills * RUNS_PER_KILL:
             mark = hub.mark()
             process = chaos.start()
@@ -296,13 +299,16 @@ def soak(folder: Path, *, models: int, datasets: int, spaces: int, kills: int, r
             if rng.random() < STARTUP_KILLS:
                 moment, delay = "start-up", rng.uniform(MIN_DELAY, max(MIN_DELAY, found.clean_startup))
             else:
-                moment, delay = "work", rng.uniform(0.0, WORK_SPREAD * work / kills)
+                moment, delay = "work", rng.uniform(0.0, bound)
                 while process.poll() is None and hub.mark() == mark:
                     time.sleep(0.02)
-                delay += time.monotonic() - began
+                first_request = time.monotonic() - began
+                delay += first_request
             try:
                 code = process.wait(timeout=max(0.0, delay - (time.monotonic() - began)))
                 found.runs.append({"run": chaos.count, "exit": code})
+                if moment == "work":  # the crawl needs less than that now: kill the next runs within it
+                    bound = min(bound, max(0.2, time.monotonic() - began - first_request))
             except subprocess.TimeoutExpired:
                 _kill(process)
                 found.kills += 1

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hfscraper.exporters.schema import SCHEMAS, TYPES
-from hfscraper.exporters.unified import CARD, FILES
+from hfscraper.exporters.unified import CARD, COMMIT_JOURNAL, FILES
 from hfscraper.ipfs import file_cid, read_car
 from hfscraper.items import parse_hub_datetime
 from hfscraper.provenance.outputs import EDGES_PARQUET, PROVENANCE_FOLDER
@@ -322,3 +322,111 @@ def test_the_parquet_feed_overwrites_and_never_appends(replica: ReplicaHandle, t
         table = pq.read_table(feed)
         assert table.schema.equals(SCHEMAS["space"], check_metadata=True)
         assert sorted(table.column("id").to_pylist()) == expected
+
+
+# -- a kill at a known moment: the set stays the previous one, or the next export finishes the new one -----------
+
+#: Pauses `scrapy export` (only that process) at $EXPORT_PAUSE_AT: `write_car` (its first CAR) or `commit` (after
+#: the journal and the first rename); it writes its pid to $EXPORT_PAUSE_MARK and sleeps.
+EXPORT_PAUSE_HOOK = """
+import os
+import sys
+
+if "export" in sys.orig_argv and os.environ.get("EXPORT_PAUSE_MARK"):
+    import importlib.abc
+    import importlib.util
+    import time
+
+    def pause():
+        mark = os.environ["EXPORT_PAUSE_MARK"]
+        with open(mark + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(mark + ".tmp", mark)
+        time.sleep(600)
+
+    class _PauseExport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "hfscraper.exporters.unified":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                if os.environ["EXPORT_PAUSE_AT"] == "write_car":
+                    module.write_car = lambda *args, **kwargs: pause()
+                else:
+                    def first_rename_then_pause(export_dir, pairs):
+                        tmp, target = pairs[0]
+                        os.replace(os.path.join(export_dir, os.path.dirname(target), tmp),
+                                   os.path.join(export_dir, target))
+                        pause()
+                    module._apply_commit = first_rename_then_pause
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _PauseExport())
+"""
+
+
+def check_consistent(exp: Path) -> None:
+    """The data card describes exactly the files beside it: each file's CID, each CAR's root."""
+    text = (exp / CARD).read_text(encoding="utf-8")
+    for name in FILES.values():
+        cid = file_cid(exp / name, "unixfs-v1-2025")
+        assert f"`{name}` | {pq.read_metadata(exp / name).num_rows} |" in text and f"`{cid}`" in text, name
+        roots, _blocks = read_car(exp / "car" / (Path(name).stem + ".car"))
+        assert roots == [cid], name
+
+
+def export_killed_at(replica: ReplicaHandle, crawled: Crawled, exp: Path, moment: str, tmp_path: Path) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(EXPORT_PAUSE_HOOK, encoding="utf-8")
+    mark = tmp_path / "paused.pid"
+    env = crawl_env(replica, crawled.out, {"PYTHONPATH": str(hook), "EXPORT_PAUSE_MARK": str(mark),
+                                           "EXPORT_PAUSE_AT": moment})  # fmt: skip
+    # another batch size: other row groups, so every file of this export differs from the previous one's
+    proc = subprocess.Popen(export_command(crawled.out, exp, "--batch-size", "7"), cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, f"the export never paused at {moment}"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def test_a_kill_before_the_commit_leaves_the_previous_export(
+    replica: ReplicaHandle, crawled: Crawled, tmp_path: Path
+) -> None:
+    exp = tmp_path / "exp"
+    shutil.copytree(crawled.exp, exp)
+    before = {p.relative_to(exp): p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    export_killed_at(replica, crawled, exp, "write_car", tmp_path)
+    # before the fix: the Parquet files were already replaced, the data card and CARs were the previous export's
+    check_consistent(exp)
+    assert {p.relative_to(exp): p.read_bytes() for p in exp.rglob("*") if p.is_file() and
+            not p.name.startswith(".hfscraper-tmp-")} == before  # fmt: skip
+    run_export(replica, crawled.out, exp)
+    check_consistent(exp)
+    assert not [p for p in exp.rglob(".hfscraper-*")]
+
+
+def test_a_kill_during_the_renames_is_finished_by_the_next_export(
+    replica: ReplicaHandle, crawled: Crawled, tmp_path: Path
+) -> None:
+    exp = tmp_path / "exp"
+    shutil.copytree(crawled.exp, exp)
+    export_killed_at(replica, crawled, exp, "commit", tmp_path)
+    assert (exp / COMMIT_JOURNAL).is_file()  # one file replaced, the rest named by the journal
+    proc = run_export(replica, crawled.out, exp, "--batch-size", "7")
+    assert "completed the export that a kill interrupted" in proc.stdout
+    check_consistent(exp)
+    assert not [p for p in exp.rglob(".hfscraper-*")]
+    folders = sum(1 for t in ("models", "datasets", "spaces") for _ in (crawled.out / t).iterdir())
+    assert pq.read_metadata(exp / FILES["all"]).num_rows == folders

@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -242,3 +243,29 @@ def test_ctrl_c_is_a_stop_not_a_failure_and_the_same_command_continues(replica: 
         crawl(replica, "models", clean, page_size=10, settings={"HFSCRAPER_STATE_DIR": str(tmp_path / "s2")})
     )
     assert snapshot(out) == snapshot(clean)
+
+
+def test_a_run_killed_after_its_last_page_was_stored_is_completed_by_the_next(
+    replica: ReplicaHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert_complete(crawl(replica, "models", out, settings=METADATA_ONLY))
+    # What a kill -9 between the last checkpoint and the completion leaves: every page stored, no finish.
+    (state_file,) = (tmp_path / "state").glob("*.sqlite3")
+    with sqlite3.connect(state_file) as db:
+        crawl_id, listing_key = db.execute("SELECT crawl_id, listing_key FROM crawls").fetchone()
+        db.execute(
+            "UPDATE crawls SET complete = 0, finished_at = NULL, finish_reason = NULL, run_pid = 999999999 "
+            "WHERE crawl_id = ?",
+            (crawl_id,),
+        )
+        db.execute(
+            "INSERT INTO cursors (listing_key, crawl_id, chain_id, next_url, page_seq, items_seen, done, updated_at) "
+            "VALUES (?, ?, 'killed', NULL, 0, 40, 1, '2026-01-01T00:00:00.000Z')",
+            (listing_key, crawl_id),
+        )
+    assert status(replica, out).returncode == 1
+    again = crawl(replica, "models", out, settings=METADATA_ONLY)
+    assert_complete(again)
+    assert not again.stat("hfscraper/spider/pages")  # nothing left to fetch
+    assert status(replica, out).returncode == 0

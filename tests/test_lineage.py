@@ -28,6 +28,7 @@ HOSTILE = [
     "evil/esc\x1b[31mred",
     "evil/pipe|]];end",
     "evil/#quot;ent&amp;<b>",
+    "evil/non\ufffechar\uffff",  # XML forbids both: a Graphviz HTML label refuses even their references
 ]
 
 

@@ -169,6 +169,14 @@ def test_a_crawl_that_parsed_no_listing_page_is_incomplete() -> None:
     assert spider.stats.get_value("hfscraper/spider/incomplete") == 1
 
 
+def test_a_resumed_crawl_whose_every_page_is_stored_completes_without_parsing_one() -> None:
+    # Killed between its last checkpoint and its completion: the next run has nothing to fetch.
+    spider = make_spider(session=FakeSession(chain_done=True, chain_complete=True))
+    assert start_requests(spider) == []
+    assert spider._spider_idle() is None
+    assert not spider.stats.get_value("hfscraper/spider/incomplete")
+
+
 # -- since --------------------------------------------------------------------------------------------------
 
 

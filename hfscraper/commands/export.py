@@ -3,7 +3,8 @@
 Writes, under HFSCRAPER_EXPORT_DIR (default `data/huggingface_hub_metadata`), `all_entities_metadata.parquet`,
 `all_models_metadata.parquet`, `all_datasets_metadata.parquet`, `all_spaces_metadata.parquet`, a CAR of each under
 `car/` and `README.md`, merged with what the folder already holds (one row per type and id, the newest wins;
-`hfscraper.exporters.unified` has the rules). Each file is replaced atomically.
+`hfscraper.exporters.unified` has the rules). All or nothing: the new set is written complete beside the old one,
+then replaced under a journal; an export killed during the renames is completed by the next one, which says so.
 
 Options: `--from DIR` (repeatable) exports these output folders instead of HFSCRAPER_OUTPUT_DIR (each with its own
 state file under HFSCRAPER_STATE_DIR); `--drop-deleted` / `--flag-deleted` override HFSCRAPER_EXPORT_DELETED;
@@ -93,6 +94,8 @@ class Command(OfflineCommand):
         except (OSError, ValueError, sqlite3.Error) as exc:
             self.fail(f"export failed: {exc}", EXIT_INCOMPLETE)
             return
+        if summary.finished_interrupted:
+            print(f"completed the export that a kill interrupted while it replaced the files of {export_dir}")
         types = ", ".join(f"{c['rows']} {t}s ({c['deleted']} deleted)" for t, c in summary.by_type.items())
         print(f"exported {summary.rows} entities to {export_dir}: {types}; {summary.new_rows} rows read, "
               f"{summary.kept_old} kept from the previous export; {summary.seconds:.1f} s")  # fmt: skip

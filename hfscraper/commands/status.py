@@ -17,10 +17,11 @@ Then the dataset previews per type (the `previews` table): ok, final without a p
 Then content addressing: the CIDs
 computed (files, and entity folders per profile) and the pins per IPFS backend (with how many belong to
 entities marked deleted). Last, the rate-limit budget the last crawl saw per host and bucket (remaining of the
-quota, the window, when it resets and when it was seen; the `ratelimits` table).
+quota, the window, when it resets and when it was seen; the `ratelimits` table). And whether the provenance files
+are up to date with the state (`hfscraper.provenance.freshness`: up to date, being rebuilt, out of date, missing).
 
-Exit code: 0 when the newest crawl of every listing is complete, 1 when one is not (or there is no state
-yet), 2 for bad settings.
+Exit code: 0 when the newest crawl of every listing is complete (and the provenance files, where the crawl
+records relations, are up to date), 1 when one is not (or there is no state yet), 2 for bad settings.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK
@@ -38,6 +40,8 @@ from hfscraper.items import format_hub_datetime
 from hfscraper.offline_command import OfflineCommand
 from hfscraper.output_owner import public_endpoint
 from hfscraper.preview_records import previews_summary
+from hfscraper.provenance.freshness import outputs_status
+from hfscraper.provenance.freshness import render_status as render_provenance
 from hfscraper.state import CrawlRow, StateError, StateStore, parse_time
 
 if TYPE_CHECKING:
@@ -142,6 +146,8 @@ def collect(store: StateStore) -> dict[str, Any]:
             }
         )
     entities = store.entity_counts()
+    output_dir = store.meta().get("output_dir")
+    provenance = outputs_status(store, Path(output_dir) if output_dir else None)
     types = {}
     for repo_type in sorted(set(entities) | set(newest_of_type)):
         counts = entities.get(repo_type, {"live": 0, "deleted": 0})
@@ -162,7 +168,10 @@ def collect(store: StateStore) -> dict[str, Any]:
         "files": files_summary(store),
         "ipfs": ipfs_summary(store),
         "previews": previews_summary(store),
-        "complete": bool(listings) and all(entry["complete"] for entry in listings),
+        "provenance": provenance,
+        "complete": bool(listings)
+        and all(entry["complete"] for entry in listings)
+        and (provenance is None or provenance["complete"]),
     }
 
 
@@ -248,6 +257,8 @@ def render(report: dict[str, Any]) -> str:
         for backend, pins in ipfs["pins"].items():
             deleted = f" ({pins['of_deleted_entities']} of deleted entities)" if pins["of_deleted_entities"] else ""
             lines.append(f"pins on {backend}: {pins['pinned']}{deleted}")
+    if report.get("provenance"):
+        lines.append(render_provenance(report["provenance"]))
     for budget in report.get("ratelimits", ()):
         left = f"{budget['remaining']}/{budget['quota']}" if budget["quota"] is not None else str(budget["remaining"])
         window = f", window {budget['window']:g} s" if budget["window"] is not None else ""

@@ -355,3 +355,4 @@ class RowBuilder:
             safetensors = payload.get("safetensors")
             total = safetensors.get("total") if isinstance(safetensors, dict) else None
             row["safetensors_total"] = self.cell("safetensors_total", INT, total)
+

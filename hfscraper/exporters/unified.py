@@ -18,9 +18,12 @@ sorted through a temporary SQLite file on disk), and the previous export is read
 streaming pass over all of them at once that holds at most a batch per stream, whatever the number of entities. A
 previous export that declares no order (an earlier hfscraper) is read whole and sorted once.
 
-Crash safety: every output is written to a temporary file in the export folder (`.hfscraper-tmp-<pid>-...`),
-fsynced, then renamed over the old one (and the folder fsynced); a SIGKILL at any moment leaves each file either
-the old complete one or the new complete one. Temporary files of dead processes are removed by the next run.
+Crash safety, all or nothing: every output (the Parquet files, their CARs, the data card naming their CIDs) is first
+written complete to a temporary file beside it (`.hfscraper-tmp-<pid>-...`) and fsynced; then a journal
+(`COMMIT_JOURNAL`) names them, and they are renamed over the old ones, the data card last. A SIGKILL before the
+journal leaves the previous export untouched; one after it is finished by the next export before anything else, so a
+data card never stays beside files it does not describe. Temporary files of dead processes are removed by the next
+run.
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ class ExportSummary:
     counts: Counter[str] = field(default_factory=Counter)
     profile: str = DEFAULT_PROFILE
     seconds: float = 0.0
+    #: An earlier export was killed while it replaced the files; this one finished its renames first.
+    finished_interrupted: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -266,9 +271,6 @@ class _TempParquet:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-
-    def commit(self) -> None:
-        os.replace(self.tmp, self.target)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -455,8 +457,10 @@ def export(
     builder = RowBuilder()
     export_dir = Path(export_dir)
     ensure_directory(export_dir)
+    summary.finished_interrupted = finish_interrupted_commit(export_dir)
     sweep_temp_files(export_dir)
     outputs: dict[str, _TempParquet] = {}
+    staged: list[tuple[Path, Path]] = []  # (temporary file, target) of every output, the data card last
     tally = _Tally(summary)
     try:
         streams = []
@@ -485,31 +489,95 @@ def export(
                             [part.column(f.name) for f in schema], schema=schema))  # fmt: skip
         for out in outputs.values():
             out.finish()
-        # The renames (each file is old or new, never partial), then the folder.
-        for out in outputs.values():
-            out.commit()
-        fsync_directory(export_dir)
+            staged.append((out.tmp, out.target))
+        tally.close()
+        summary.counts = builder.counts
+        # Content addresses and CARs of the temporary files (a file's CID does not depend on its name), then the
+        # data card naming them: the whole set is complete before any of it replaces the previous export.
+        for kind, name in FILES.items():
+            tmp = outputs[kind].tmp
+            info = FileInfo(name=name, rows=outputs[kind].rows, size=tmp.stat().st_size)
+            if car:
+                car_path = export_dir / CAR_FOLDER / (Path(name).stem + ".car")
+                car_tmp = car_path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{car_path.name}.part")
+                ensure_directory(car_path.parent)
+                info.cid = write_car(tmp, car_tmp, profile, fsync=True)
+                info.car = f"{CAR_FOLDER}/{car_path.name}"
+                staged.append((car_tmp, car_path))
+            else:
+                info.cid = file_cid(tmp, profile)
+            summary.files[kind] = info
+        summary.seconds = time.monotonic() - started
+        card_tmp = export_dir / f"{TEMP_PREFIX}{os.getpid()}-{CARD}.part"
+        write_atomic(card_tmp, data_card(summary).encode("utf-8"), fsync=True)
+        staged.append((card_tmp, export_dir / CARD))
+        commit(export_dir, staged)
     except BaseException:
-        for out in outputs.values():
-            out.abort()
+        if not (export_dir / COMMIT_JOURNAL).exists():  # a started commit is finished (next run), never undone
+            for out in outputs.values():
+                out.abort()
+            for tmp, _target in staged:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         raise
-    tally.close()
-    summary.counts = builder.counts
-    # Content addresses and the data card.
-    for kind, name in FILES.items():
-        path = export_dir / name
-        info = FileInfo(name=name, rows=outputs[kind].rows, size=path.stat().st_size)
-        if car:
-            car_path = export_dir / CAR_FOLDER / (path.stem + ".car")
-            ensure_directory(car_path.parent)
-            info.cid = write_car(path, car_path, profile, fsync=True)
-            info.car = f"{CAR_FOLDER}/{car_path.name}"
-        else:
-            info.cid = file_cid(path, profile)
-        summary.files[kind] = info
-    summary.seconds = time.monotonic() - started
-    write_atomic(export_dir / CARD, data_card(summary).encode("utf-8"), fsync=True)
     return summary
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replacing the previous export: a journal, then the renames
+# ---------------------------------------------------------------------------------------------------------
+
+#: Names the complete, fsynced temporary files of an export and their targets while they replace the previous
+#: ones; a kill during the renames leaves it, and the next export finishes them first (`finish_interrupted_commit`).
+COMMIT_JOURNAL: Final = ".hfscraper-export-commit.json"
+
+
+def commit(export_dir: Path, staged: Sequence[tuple[Path, Path]]) -> None:
+    """Replace each target by its temporary file: the journal first (so a kill at any point is finished by the next
+    export, never left half done), then the renames, the folders flushed, and the journal removed."""
+    pairs = [[tmp.name, str(target.relative_to(export_dir))] for tmp, target in staged]
+    for (tmp, _), (_, target) in zip(staged, pairs, strict=True):
+        if tmp.parent != (export_dir / target).parent:
+            raise ValueError(f"{tmp} is not beside {target}")
+    write_atomic(export_dir / COMMIT_JOURNAL, json.dumps({"replace": pairs}).encode("utf-8"), fsync=True)
+    _apply_commit(export_dir, pairs)
+
+
+def _apply_commit(export_dir: Path, pairs: Sequence[Sequence[str]]) -> int:
+    done = 0
+    folders = {export_dir}
+    for tmp_name, target_name in pairs:
+        target = export_dir / target_name
+        tmp = target.with_name(tmp_name)
+        if tmp.exists():  # else already renamed by the interrupted run
+            os.replace(tmp, target)
+            done += 1
+        folders.add(target.parent)
+    for folder in folders:
+        fsync_directory(folder)
+    (export_dir / COMMIT_JOURNAL).unlink()
+    fsync_directory(export_dir)
+    return done
+
+
+def finish_interrupted_commit(export_dir: Path) -> bool:
+    """Finish the renames of an export killed while it replaced the files (its journal names them); True if there
+    was one. A journal that does not parse was never complete (it is written atomically): it is ignored."""
+    path = export_dir / COMMIT_JOURNAL
+    try:
+        pairs = json.loads(path.read_bytes())["replace"]
+    except FileNotFoundError:
+        return False
+    except (ValueError, KeyError, TypeError):
+        path.unlink()
+        return False
+    safe = [
+        (str(tmp), str(target))
+        for tmp, target in pairs
+        if isinstance(tmp, str) and isinstance(target, str) and "/" not in tmp and ".." not in Path(target).parts
+    ]
+    _apply_commit(export_dir, safe)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ failed look-up (network, 429, 5xx) is asked again by a later crawl.
 
 When the last crawler of the process that uses this output folder stops (`engine_stopped`; after the crawl state
 tombstoned what a full sweep no longer found), the files under `output_dir/provenance/` are rebuilt from the state
-(`hfscraper.provenance.outputs.rebuild`) in a child process, `python -m hfscraper.provenance rebuild`.
+(`hfscraper.provenance.outputs.rebuild`, all or nothing) in a child process, `python -m hfscraper.provenance
+rebuild`. Opening bumps the state's provenance generation (`hfscraper.provenance.freshness`): until a rebuild of
+it completes, `scrapy status` reports the files out of date, and every run rebuilds them, changed entities or not.
 
 Settings (read once): HFSCRAPER_PROVENANCE_ENABLED, HFSCRAPER_PROVENANCE_RESOLVE_RENAMES,
 HFSCRAPER_PROVENANCE_REBUILD; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC.
@@ -49,6 +51,7 @@ from hfscraper.items import HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
 from hfscraper.provenance.extract import Extraction, extract
+from hfscraper.provenance.freshness import mark_stale
 from hfscraper.provenance.store import RECORD_BATCH, is_crawled, known_alias, record_alias, record_entity_batch
 from hfscraper.resources import ResourceGuard
 from hfscraper.state import SharedStateStore, StateError, utc_now
@@ -117,6 +120,9 @@ class ProvenancePipeline:
     async def open_spider(self) -> None:
         try:
             self.state = SharedStateStore.acquire(self.state_file, fsync=self.fsync)
+            # From here on the state may hold relations the files lack: `scrapy status` says so until a rebuild of
+            # this generation completes (the one at the end of this run, or the next run's).
+            await self.state.call(mark_stale)
         except Exception as exc:
             logger.error(
                 "Provenance: cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc}

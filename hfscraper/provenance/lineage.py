@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from hfscraper.provenance.text import json_text
+
 Direction = Literal["ancestors", "descendants"]
 
 GRAPH_FILE = Path("provenance") / "provenance_graph.json"
@@ -253,7 +255,11 @@ def select(
 # ---------------------------------------------------------------------------------------------------------------
 # Text
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: Controls, line and bidi marks, and what XML forbids (lone surrogates, U+FFFE, U+FFFF: a Graphviz HTML label
+#: refuses even their character references).
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+)
 
 
 def safe_text(text: Any) -> str:
@@ -397,7 +403,7 @@ def render_json(lineage: Lineage) -> str:
         "nodes": nodes,
         "edges": edges,
     }
-    return json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    return json_text(document, indent=2, sort_keys=False, default=str)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The provenance files under `output_dir/provenance/`, rebuilt from the crawl state (streamed, bounded memory).
 
-`rebuild(state_file, output_dir)` writes, each atomically (a temporary file in the same folder, then a rename) and
-only when its content changed (an unchanged file keeps its bytes and mtime; the files hold no timestamp):
+`rebuild(state_file, output_dir)` writes, all or nothing (a staging folder `output_dir/.hfscraper-tmp-<pid>-provenance`
+that replaces `provenance/` in one swap once complete; the crawl state then records the rebuild as done, see
+`hfscraper.provenance.freshness`), and with an unchanged file keeping its bytes and mtime (a hard link to the
+previous one; the files hold no timestamp):
 
 - `provenance_graph.json`: the graph as networkx node-link data (`networkx.node_link_data(G, edges="edges")`);
   `hfscraper.provenance.graph.read_graph` loads it.
@@ -10,8 +12,8 @@ only when its content changed (an unchanged file keeps its bytes and mtime; the 
 - `entity_relationships.json`: every node (crawled or stub) with its attributes, what it depends on and what
   depends on it.
 - `model_relationships/`, `dataset_relationships/`, `space_relationships/`: the same document for each crawled
-  entity, one file per entity named `hub.entity_folder_name(id) + ".json"` (unchanged files are not rewritten;
-  files of entities no longer in the state are removed).
+  entity, one file per entity named `hub.entity_folder_name(id) + ".json"` (files of entities no longer in the
+  state are left out).
 
 Nothing is held in memory beyond one batch: the state's rows are resolved into temporary SQLite tables, and every
 file is written from ordered queries over them. Layout and rules: docs/PROVENANCE.md.
@@ -20,10 +22,11 @@ file is written from ordered queries over them. Layout and rules: docs/PROVENANC
 from __future__ import annotations
 
 import contextlib
-import json
+import ctypes
+import errno
 import logging
 import os
-import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -36,27 +39,26 @@ from xml.sax.saxutils import escape, quoteattr
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hfscraper.fsutil import (
-    TEMP_PREFIX,
-    ensure_directory,
-    fsync_directory,
-    same_content,
-    sweep_dead_temp_files,
-    write_atomic,
-)
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, same_content
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
+from hfscraper.provenance.freshness import (
+    EDGES_PARQUET,
+    ENTITY_RELATIONSHIPS,
+    GRAPH_GRAPHML,
+    GRAPH_JSON,
+    PROVENANCE_FOLDER,
+    begin_rebuild,
+    finish_rebuild,
+    provenance_dir,
+    read_generation,
+)
 from hfscraper.provenance.store import crawled_nodes, resolved_edges
-from hfscraper.state import StateError, StateStore
+from hfscraper.provenance.text import json_text, xml_safe
+from hfscraper.state import StateError, StateStore, utc_now
 
 logger = logging.getLogger(__name__)
 
-#: The folder under the output folder.
-PROVENANCE_FOLDER: Final = "provenance"
-GRAPH_JSON: Final = "provenance_graph.json"
-GRAPH_GRAPHML: Final = "provenance_graph.graphml"
-EDGES_PARQUET: Final = "provenance_edges.parquet"
-ENTITY_RELATIONSHIPS: Final = "entity_relationships.json"
 #: Per-entity folders, by type.
 ENTITY_FOLDERS: Final = {t: f"{t}_relationships" for t in TYPES}
 #: Format tag of the JSON documents.
@@ -87,7 +89,8 @@ EDGE_SCHEMA: Final = pa.schema(
     metadata={"format": FORMAT},
 )
 
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: `xml.sax.saxutils.escape` leaves CR alone, and parsers read a raw CR in text as a newline.
+_XML_TEXT_ENTITIES: Final = {"\r": "&#13;"}
 _NODE_KEYS: Final = (
     ("type", "string"), ("id", "string"), ("scraped", "boolean"), ("deleted", "boolean"), ("author", "string"),
     ("pipeline_tag", "string"), ("library_name", "string"), ("downloads", "long"), ("likes", "long"),
@@ -107,10 +110,6 @@ class Summary:
     entity_files_removed: int = 0
     seconds: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
-
-
-def provenance_dir(output_dir: Path) -> Path:
-    return Path(output_dir) / PROVENANCE_FOLDER
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,42 +178,63 @@ def _edge_rows(db: sqlite3.Connection) -> Iterator[tuple[str, str, str, str, lis
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _ReplaceIfChanged:
-    """A write-only binary (or text: str is encoded as UTF-8) file that replaces *path* atomically, and only when
-    its content differs: while the bytes written equal the existing file's, nothing is written at all (no
-    temporary file, the file and its folder keep their mtimes); at the first difference the equal prefix is
-    copied to a temporary file in the same folder, which the rest goes to and which then replaces *path*."""
+def _link_or_copy(previous: str | os.PathLike[str], path: str | os.PathLike[str], data: bytes | None) -> None:
+    """*path* as a hard link to *previous* (same bytes, same mtime, no copy); where the file system has no hard
+    links, a copy that keeps the mtime (or *data*, when given)."""
+    try:
+        os.link(previous, path)
+    except OSError:
+        if data is None:
+            shutil.copy2(previous, path)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
 
-    def __init__(self, path: Path, *, fsync: bool = False) -> None:
-        self.path, self.fsync = path, fsync
-        try:
-            self._old: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 - closed in finish()/abort()
-        except FileNotFoundError:
-            self._old = None
-        self._tmp_path = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}.part")
-        self._tmp: IO[bytes] | None = None
+
+def _write_new(path: str, data: bytes, *, fsync: bool) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class _StagedFile:
+    """A write-only binary (or text: str is encoded as UTF-8) file *path* of the staging folder, compared with
+    *previous* (the current folder's file) as it is written: while the bytes equal the previous file's, nothing is
+    written; at the first difference the equal prefix is copied to *path* and the rest follows. When the content
+    is the same throughout, *path* becomes a hard link to *previous* (an unchanged file keeps its bytes and
+    mtime)."""
+
+    def __init__(self, path: Path, *, previous: Path | None, fsync: bool = False) -> None:
+        self.path, self.previous, self.fsync = path, previous, fsync
+        self._old: IO[bytes] | None = None
+        if previous is not None:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                self._old = open(previous, "rb")  # noqa: SIM115 - closed in finish()/abort()
+        self._new: IO[bytes] | None = None
         self._pos = 0
         self.closed = False
         self.changed = False
 
     def _diverge(self) -> IO[bytes]:
-        tmp = self._tmp = open(self._tmp_path, "wb")  # noqa: SIM115
+        new = self._new = open(self.path, "xb")  # noqa: SIM115
         if self._old is not None:
             self._old.seek(0)
             left = self._pos
             while left:
                 chunk = self._old.read(min(left, 1 << 20))
-                tmp.write(chunk)
+                new.write(chunk)
                 left -= len(chunk)
-        return tmp
+        return new
 
     def write(self, data: bytes | str) -> int:
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        if self._tmp is None and self._old is not None and self._old.read(len(data)) == data:
+        if self._new is None and self._old is not None and self._old.read(len(data)) == data:
             self._pos += len(data)
             return len(data)
-        tmp = self._tmp or self._diverge()
-        tmp.write(data)
+        new = self._new or self._diverge()
+        new.write(data)
         self._pos += len(data)
         return len(data)
 
@@ -237,36 +257,33 @@ class _ReplaceIfChanged:
         self.closed = True
 
     def finish(self) -> bool:
-        """Replace the file if its content changed; True if it did."""
+        """Complete *path*; True if its content differs from the previous file's."""
         self.closed = True
-        if self._tmp is None and (self._old is None or self._old.read(1)):
+        if self._new is None and (self._old is None or self._old.read(1)):
             self._diverge()  # a new file, or the old one is longer
         if self._old is not None:
             self._old.close()
-        if self._tmp is None:
+        if self._new is None:
+            assert self.previous is not None
+            _link_or_copy(self.previous, self.path, None)
             return False
         if self.fsync:
-            self._tmp.flush()
-            os.fsync(self._tmp.fileno())
-        self._tmp.close()
-        os.replace(self._tmp_path, self.path)
-        if self.fsync:
-            fsync_directory(self.path.parent)
+            self._new.flush()
+            os.fsync(self._new.fileno())
+        self._new.close()
         self.changed = True
         return True
 
     def abort(self) -> None:
         if self._old is not None:
             self._old.close()
-        if self._tmp is not None:
-            self._tmp.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp_path)
+        if self._new is not None:
+            self._new.close()
 
 
 @contextmanager
-def _atomic(path: Path, *, fsync: bool = False) -> Iterator[_ReplaceIfChanged]:
-    f = _ReplaceIfChanged(path, fsync=fsync)
+def _staged(path: Path, previous: Path | None, *, fsync: bool = False) -> Iterator[_StagedFile]:
+    f = _StagedFile(path, previous=previous, fsync=fsync)
     try:
         yield f
     except BaseException:
@@ -276,7 +293,7 @@ def _atomic(path: Path, *, fsync: bool = False) -> Iterator[_ReplaceIfChanged]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -284,10 +301,10 @@ def _dumps(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_node_link(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+def write_node_link(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
     """`provenance_graph.json`: exactly what `networkx.node_link_data(G, edges="edges")` gives for the graph
     (node-link's `id` is the node key; the node attribute `id` is restored by `read_graph`)."""
-    with _atomic(path, fsync=fsync) as f:
+    with _staged(path, previous, fsync=fsync) as f:
         f.write('{"directed": true, "multigraph": false, "graph": ')
         f.write(_dumps({"format": FORMAT}))
         f.write(', "nodes": [')
@@ -303,12 +320,12 @@ def write_node_link(db: sqlite3.Connection, path: Path, *, fsync: bool = False) 
 
 
 def _xml(value: Any) -> str:
-    return escape(_XML_BAD.sub("\ufffd", str(value)))
+    return escape(xml_safe(str(value)), _XML_TEXT_ENTITIES)
 
 
-def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+def write_graphml(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
     """`provenance_graph.graphml` (GraphML 1.0, typed keys; `sources` as `api,tag`; None values left out)."""
-    with _atomic(path, fsync=fsync) as f:
+    with _staged(path, previous, fsync=fsync) as f:
         f.write(
             "<?xml version='1.0' encoding='utf-8'?>\n"
             '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
@@ -322,7 +339,7 @@ def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
             f.write(f'<key id="e{n}" for="edge" attr.name="{name}" attr.type="{kind}"/>\n')
         f.write('<graph edgedefault="directed">\n')
         for node in _node_rows(db):
-            parts = [f"<node id={quoteattr(_XML_BAD.sub('', node['key']))}>"]
+            parts = [f"<node id={quoteattr(xml_safe(node['key']))}>"]
             for n, (name, kind) in enumerate(_NODE_KEYS):
                 value = node.get(name)
                 if value is None:
@@ -332,14 +349,14 @@ def write_graphml(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
             f.write("".join(parts) + "</node>\n")
         for src, dst, kind, relation, sources in _edge_rows(db):
             f.write(
-                f"<edge source={quoteattr(src)} target={quoteattr(dst)}>"
+                f"<edge source={quoteattr(xml_safe(src))} target={quoteattr(xml_safe(dst))}>"
                 f'<data key="e0">{_xml(kind)}</data><data key="e1">{_xml(relation)}</data>'
                 f'<data key="e2">{_xml(",".join(sources))}</data></edge>\n'
             )
         f.write("</graph>\n</graphml>\n")
 
 
-def write_parquet(db: sqlite3.Connection, path: Path, *, fsync: bool = False) -> None:
+def write_parquet(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
     """`provenance_edges.parquet`, schema `EDGE_SCHEMA`, row groups of `PARQUET_ROW_GROUP` edges."""
     query = (
         "SELECT e.src, e.src_type, e.src_id, e.dst, e.dst_type, e.dst_id, e.kind, e.relation, e.sources, "
@@ -348,7 +365,7 @@ def write_parquet(db: sqlite3.Connection, path: Path, *, fsync: bool = False) ->
     )
     sources = EDGE_SCHEMA.get_field_index("sources")
     flags = [EDGE_SCHEMA.get_field_index(name) for name in ("src_scraped", "dst_scraped")]
-    with _atomic(path, fsync=fsync) as f:
+    with _staged(path, previous, fsync=fsync) as f:
         writer = pq.ParquetWriter(f, EDGE_SCHEMA, compression="zstd")
         try:
             cursor = db.execute(query)
@@ -392,22 +409,26 @@ def entity_document(db: sqlite3.Connection, node: dict[str, Any]) -> dict[str, A
     return doc
 
 
-def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False) -> tuple[int, int]:
-    """`entity_relationships.json` and the per-entity files; `(entity files written, stale files removed)`."""
+def write_entities(
+    db: sqlite3.Connection, folder: Path, *, previous: Path | None = None, fsync: bool = False
+) -> tuple[int, int]:
+    """`entity_relationships.json` and the per-entity files into *folder* (the staging folder), each unchanged one
+    linked from *previous* (the current folder); `(entity files new or changed, previous files left out)`."""
     counts = dict(db.execute("SELECT 'nodes', count(*) FROM g_nodes UNION ALL SELECT 'edges', count(*) FROM g_edges"))
     counts["stubs"] = db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0]
-    # The names written, kept in SQLite (not in memory) to find the stale files afterwards.
+    # The names written, kept in SQLite (not in memory) to count the previous files left out afterwards.
     db.execute("DROP TABLE IF EXISTS temp.g_files")
     db.execute(
         "CREATE TEMP TABLE g_files (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
     )
     written = 0
-    # Plain strings for the per-entity paths (pathlib interns every name it parses), and no write_if_changed: its
-    # mkdir of the parent per file is done once per folder here.
+    # Plain strings for the per-entity paths (pathlib interns every name it parses); the folders are made once.
     sub_dirs = {t: str(folder / sub) for t, sub in ENTITY_FOLDERS.items()}
+    old_dirs = {t: str(previous / sub) if previous is not None else None for t, sub in ENTITY_FOLDERS.items()}
     for sub_dir in sub_dirs.values():
         ensure_directory(Path(sub_dir))
-    with _atomic(folder / ENTITY_RELATIONSHIPS, fsync=fsync) as f:
+    old_entities = previous / ENTITY_RELATIONSHIPS if previous is not None else None
+    with _staged(folder / ENTITY_RELATIONSHIPS, old_entities, fsync=fsync) as f:
         head = {"format": FORMAT, "counts": counts}
         f.write(_dumps(head)[:-1] + ',"entities":{')
         for n, node in enumerate(_node_rows(db)):
@@ -420,52 +441,149 @@ def write_entities(db: sqlite3.Connection, folder: Path, *, fsync: bool = False)
             except HostileIdError:
                 continue
             db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
-            data = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+            data = (json_text(doc, indent=2) + "\n").encode("utf-8")
             path = os.path.join(sub_dirs[node["type"]], name)
-            if not same_content(path, data):
-                write_atomic(path, data, fsync=fsync)
+            old_dir = old_dirs[node["type"]]
+            old = os.path.join(old_dir, name) if old_dir is not None else None
+            if old is not None and same_content(old, data):
+                _link_or_copy(old, path, data)
+            else:
+                _write_new(path, data, fsync=fsync)
                 written += 1
         f.write("\n}}\n")
     removed = 0
-    for t, sub_name in ENTITY_FOLDERS.items():
-        sub = folder / sub_name
-        for entry in os.scandir(sub):
-            if not entry.name.endswith(".json") or entry.name.startswith(TEMP_PREFIX):
-                continue
-            if db.execute("SELECT 1 FROM g_files WHERE type = ? AND name = ?", (t, entry.name)).fetchone() is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+    for t, old_dir in old_dirs.items():
+        if old_dir is None:
+            continue
+        try:
+            entries = os.scandir(old_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for entry in entries:
+                if not entry.name.endswith(".json") or entry.name.startswith(TEMP_PREFIX):
+                    continue
+                if db.execute("SELECT 1 FROM g_files WHERE type = ? AND name = ?", (t, entry.name)).fetchone() is None:
                     removed += 1
     return written, removed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# All or nothing: a staging folder, then one swap
+# ---------------------------------------------------------------------------------------------------------
+
+_STAGING_SUFFIXES: Final = (f"-{PROVENANCE_FOLDER}", f"-{PROVENANCE_FOLDER}-old")
+_AT_FDCWD: Final = -100
+_RENAME_EXCHANGE: Final = 2
+
+
+def staging_dir(output_dir: Path) -> Path:
+    """This process's staging folder: `output_dir/.hfscraper-tmp-<pid>-provenance`."""
+    return Path(output_dir) / f"{TEMP_PREFIX}{os.getpid()}-{PROVENANCE_FOLDER}"
+
+
+def sweep_dead_staging(output_dir: Path) -> int:
+    """Remove the staging folders (and old sets) that killed rebuilds left in *output_dir*; how many."""
+    removed = 0
+    try:
+        entries = os.scandir(output_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(TEMP_PREFIX) or not name.endswith(_STAGING_SUFFIXES):
+                continue
+            digits, dash, _ = name[len(TEMP_PREFIX) :].partition("-")
+            if not dash or not digits.isdigit() or int(digits) == os.getpid() or process_alive(int(digits)):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); OSError where it is not available."""
+    try:
+        renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except (OSError, TypeError):  # no C library to load by that name (not a POSIX system)
+        renameat2 = None
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(b))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def swap_in(staging: Path, current: Path, *, fsync: bool = False) -> None:
+    """Make the complete *staging* folder the *current* one and remove the previous set. Readers see the old
+    folder or the new one: one exchange of the two (Linux); elsewhere two renames, and a kill between them leaves
+    no folder at all (never a partial one), which the crawl state reports as missing until the next rebuild."""
+    if fsync:
+        for sub in ENTITY_FOLDERS.values():
+            fsync_directory(staging / sub)
+        fsync_directory(staging)
+    try:
+        os.rename(staging, current)  # no current folder (or an empty one): done
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+        try:
+            _exchange(staging, current)
+            old = staging
+        except OSError:
+            old = current.with_name(f"{TEMP_PREFIX}{os.getpid()}-{PROVENANCE_FOLDER}-old")
+            os.rename(current, old)
+            os.rename(staging, current)
+        _remove(old)
+    if fsync:
+        fsync_directory(current.parent)
 
 
 def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summary:
     """Rebuild every provenance file of *output_dir* from its crawl state *state_file* (blocking).
 
-    Raises StateError when there is no state file. Safe to run while nothing else rebuilds the same folder; a
-    crawl may be writing the state meanwhile (SQLite WAL: the rebuild reads one consistent snapshot).
+    All or nothing: the files are written to a staging folder (linked from the current folder where unchanged),
+    which replaces `provenance/` in one swap once complete; only then does the state record the rebuild as done
+    (`hfscraper.provenance.freshness`). A kill at any moment leaves the previous complete folder (or none) and
+    the state saying so. Raises StateError when there is no state file. Safe to run while nothing else rebuilds
+    the same folder; a crawl may be writing the state meanwhile (SQLite WAL: the rebuild reads one snapshot).
     """
     started = time.monotonic()
     store = StateStore(state_file, create=False)
     db = store.db
+    output_dir = Path(output_dir)
+    staging = staging_dir(output_dir)
     try:
-        folder = provenance_dir(output_dir)
-        ensure_directory(folder)
-        sweep_dead_temp_files(folder)
-        for sub in ENTITY_FOLDERS.values():
-            sweep_dead_temp_files(folder / sub)
+        current = provenance_dir(output_dir)
+        ensure_directory(output_dir)
+        sweep_dead_staging(output_dir)
+        begin_rebuild(store, utc_now())
+        _remove(staging)
+        staging.mkdir()
         # Temporary tables and sorts spill to disk beyond a small cache: memory stays bounded at any size. The
         # temporary database has a cache of its own, and a sort's in-memory run is sized by the cache.
         db.execute("PRAGMA temp_store = FILE")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         db.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
-        db.execute("BEGIN")  # one snapshot for every file
+        previous = current if current.is_dir() else None
+        db.execute("BEGIN")  # one snapshot for every file, and for the generation they reflect
         try:
+            generation = read_generation(db)
             _prepare(db)
-            write_node_link(db, folder / GRAPH_JSON, fsync=fsync)
-            write_graphml(db, folder / GRAPH_GRAPHML, fsync=fsync)
-            write_parquet(db, folder / EDGES_PARQUET, fsync=fsync)
-            written, removed = write_entities(db, folder, fsync=fsync)
+            write_node_link(db, staging / GRAPH_JSON, previous=_in(previous, GRAPH_JSON), fsync=fsync)
+            write_graphml(db, staging / GRAPH_GRAPHML, previous=_in(previous, GRAPH_GRAPHML), fsync=fsync)
+            write_parquet(db, staging / EDGES_PARQUET, previous=_in(previous, EDGES_PARQUET), fsync=fsync)
+            written, removed = write_entities(db, staging, previous=previous, fsync=fsync)
             summary = Summary(
                 nodes=db.execute("SELECT count(*) FROM g_nodes").fetchone()[0],
                 stubs=db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0],
@@ -476,10 +594,19 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summa
             )
         finally:
             db.execute("ROLLBACK")  # only temporary tables were written
+        swap_in(staging, current, fsync=fsync)
+        finish_rebuild(store, generation, utc_now(), summary.nodes, summary.edges)
+    except BaseException:
+        _remove(staging)
+        raise
     finally:
         store.close()
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _in(folder: Path | None, name: str) -> Path | None:
+    return folder / name if folder is not None else None
 
 
 __all__ = ["EDGE_SCHEMA", "StateError", "Summary", "entity_document", "provenance_dir", "rebuild"]

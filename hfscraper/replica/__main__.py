@@ -3,8 +3,8 @@
     python -m hfscraper.replica --host 127.0.0.1 --port 0 --models 300 --datasets 100 --spaces 100 --seed 1 \\
         [--latency-ms L] [--quota-api Q --quota-resolvers Q --quota-pages Q --quota-window W] \\
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
-        [--approved-token T]... [--hostile-ids] [--hostile-files] [--big-file-mib N] [--cdn-host 127.0.0.2] \\
-        [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0]
+        [--approved-token T]... [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
+        [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0]
 
 Once the three origins (Hub, CDN, dataset viewer) serve, it prints exactly one line, ``ready http://HOST:PORT``,
 on stdout (everything else goes to stderr through logging).  With ``--truth`` the
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--big-file-mib", type=int, default=0, help="add an LFS file of this many MiB (0: none)")
     parser.add_argument(
         "--hostile-files", action="store_true", help="add a model whose file names stress path handling (../x, /x)"
+    )
+    parser.add_argument(
+        "--hostile-cards", action="store_true", help="add a model whose card names bases with characters XML forbids"
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every Hub response by this much")
     parser.add_argument("--quota-api", type=int, default=DEFAULT_QUOTAS["api"])
@@ -101,6 +104,7 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
         hostile_ids=args.hostile_ids,
         big_file_mib=args.big_file_mib,
         hostile_files=args.hostile_files,
+        hostile_cards=args.hostile_cards,
     )
     logger.info("synthetic hub built in %.2fs", time.monotonic() - started)
     options = ReplicaOptions(

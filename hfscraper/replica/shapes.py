@@ -29,82 +29,17 @@ from typing import Any
 
 # hub-api.md §1.4 (huggingface_hub hf_api.py Expand*Property_T).
 EXPANDABLE: dict[str, tuple[str, ...]] = {
-    "model": (
-        "author",
-        "baseModels",
-        "cardData",
-        "childrenModelCount",
-        "config",
-        "createdAt",
-        "disabled",
-        "downloads",
-        "downloadsAllTime",
-        "evalResults",
-        "gated",
-        "gguf",
-        "inference",
-        "inferenceProviderMapping",
-        "lastModified",
-        "library_name",
-        "likes",
-        "mask_token",
-        "model-index",
-        "pipeline_tag",
-        "private",
-        "resourceGroup",
-        "safetensors",
-        "sha",
-        "siblings",
-        "spaces",
-        "tags",
-        "transformersInfo",
-        "trendingScore",
-        "usedStorage",
-        "widgetData",
-    ),
-    "dataset": (
-        "author",
-        "cardData",
-        "citation",
-        "createdAt",
-        "description",
-        "disabled",
-        "downloads",
-        "downloadsAllTime",
-        "gated",
-        "lastModified",
-        "likes",
-        "mainSize",
-        "paperswithcode_id",
-        "private",
-        "resourceGroup",
-        "sha",
-        "siblings",
-        "tags",
-        "trendingScore",
-        "usedStorage",
-    ),
-    "space": (
-        "author",
-        "cardData",
-        "createdAt",
-        "datasets",
-        "disabled",
-        "lastModified",
-        "likes",
-        "models",
-        "private",
-        "region",
-        "resourceGroup",
-        "runtime",
-        "sdk",
-        "sha",
-        "siblings",
-        "subdomain",
-        "tags",
-        "trendingScore",
-        "usedStorage",
-    ),
+    "model": ("author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled",
+              "downloads", "downloadsAllTime", "evalResults", "gated", "gguf", "inference",
+              "inferenceProviderMapping", "lastModified", "library_name", "likes", "mask_token", "model-index",
+              "pipeline_tag", "private", "resourceGroup", "safetensors", "sha", "siblings", "spaces", "tags",
+              "transformersInfo", "trendingScore", "usedStorage", "widgetData"),
+    "dataset": ("author", "cardData", "citation", "createdAt", "description", "disabled", "downloads",
+                "downloadsAllTime", "gated", "lastModified", "likes", "mainSize", "paperswithcode_id", "private",
+                "resourceGroup", "sha", "siblings", "tags", "trendingScore", "usedStorage"),
+    "space": ("author", "cardData", "createdAt", "datasets", "disabled", "lastModified", "likes", "models",
+              "private", "region", "resourceGroup", "runtime", "sdk", "sha", "siblings", "subdomain", "tags",
+              "trendingScore", "usedStorage"),
 }
 # Valid on /api/models/{id} only; the listing answers 400 (huggingface_hub PR #3182, citing server code).
 LIST_REFUSED: dict[str, frozenset[str]] = {
@@ -120,49 +55,12 @@ EXTRA_EXPANDABLE: frozenset[str] = frozenset({"xetEnabled", "gitalyUid"})
 # One projection order for every expand (listing and single entity). The first keys are fixed by the two
 # captures and the default listings; the placement of the rest follows the single-entity body [I].
 EXPAND_ORDER: tuple[str, ...] = (
-    "author",
-    "disabled",
-    "gated",
-    "lastModified",
-    "likes",
-    "trendingScore",
-    "private",
-    "sha",
-    "sdk",
-    "citation",
-    "description",
-    "paperswithcode_id",
-    "downloads",
-    "downloadsAllTime",
-    "tags",
-    "pipeline_tag",
-    "library_name",
-    "mask_token",
-    "widgetData",
-    "model-index",
-    "config",
-    "cardData",
-    "transformersInfo",
-    "siblings",
-    "spaces",
-    "models",
-    "datasets",
-    "createdAt",
-    "safetensors",
-    "gguf",
-    "inference",
-    "inferenceProviderMapping",
-    "evalResults",
-    "runtime",
-    "subdomain",
-    "region",
-    "mainSize",
-    "usedStorage",
-    "baseModels",
-    "childrenModelCount",
-    "resourceGroup",
-    "xetEnabled",
-    "gitalyUid",
+    "author", "disabled", "gated", "lastModified", "likes", "trendingScore", "private", "sha", "sdk",
+    "citation", "description", "paperswithcode_id", "downloads", "downloadsAllTime", "tags", "pipeline_tag",
+    "library_name", "mask_token", "widgetData", "model-index", "config", "cardData", "transformersInfo",
+    "siblings", "spaces", "models", "datasets", "createdAt", "safetensors", "gguf", "inference",
+    "inferenceProviderMapping", "evalResults", "runtime", "subdomain", "region", "mainSize", "usedStorage",
+    "baseModels", "childrenModelCount", "resourceGroup", "xetEnabled", "gitalyUid",
 )
 _EXPAND_RANK = {k: n for n, k in enumerate(EXPAND_ORDER)}
 
@@ -170,20 +68,8 @@ _EXPAND_RANK = {k: n for n, k in enumerate(EXPAND_ORDER)}
 LIST_DEFAULT: dict[str, tuple[str, ...]] = {
     "model": ("likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt"),
     # Captured prefix up to `private`; the rest as in the datasets expand capture [I].
-    "dataset": (
-        "author",
-        "disabled",
-        "gated",
-        "lastModified",
-        "likes",
-        "trendingScore",
-        "private",
-        "sha",
-        "description",
-        "downloads",
-        "tags",
-        "createdAt",
-    ),
+    "dataset": ("author", "disabled", "gated", "lastModified", "likes", "trendingScore", "private", "sha",
+                "description", "downloads", "tags", "createdAt"),
     "space": ("likes", "trendingScore", "private", "sdk", "tags", "createdAt"),  # [I] hub-api.md §1.3
 }
 # What `full=true` adds to the default listing item (hf_hub docstrings; exact set [I]).
@@ -195,72 +81,15 @@ LIST_FULL: dict[str, tuple[str, ...]] = {
 
 # Single-entity bodies without expand, in the recorded order.
 INFO_DEFAULT: dict[str, tuple[str, ...]] = {
-    "model": (
-        "private",
-        "pipeline_tag",
-        "library_name",
-        "tags",
-        "downloads",
-        "likes",
-        "modelId",
-        "author",
-        "sha",
-        "lastModified",
-        "gated",
-        "disabled",
-        "mask_token",
-        "widgetData",
-        "model-index",
-        "config",
-        "cardData",
-        "transformersInfo",
-        "siblings",
-        "spaces",
-        "createdAt",
-        "safetensors",
-        "gguf",
-        "inference",
-        "usedStorage",
-    ),
-    "dataset": (
-        "author",
-        "sha",
-        "lastModified",
-        "private",
-        "gated",
-        "disabled",
-        "tags",
-        "citation",
-        "description",
-        "paperswithcode_id",
-        "downloads",
-        "likes",
-        "cardData",
-        "siblings",
-        "createdAt",
-        "usedStorage",
-    ),
+    "model": ("private", "pipeline_tag", "library_name", "tags", "downloads", "likes", "modelId", "author", "sha",
+              "lastModified", "gated", "disabled", "mask_token", "widgetData", "model-index", "config", "cardData",
+              "transformersInfo", "siblings", "spaces", "createdAt", "safetensors", "gguf", "inference",
+              "usedStorage"),
+    "dataset": ("author", "sha", "lastModified", "private", "gated", "disabled", "tags", "citation", "description",
+                "paperswithcode_id", "downloads", "likes", "cardData", "siblings", "createdAt", "usedStorage"),
     # No recorded space body: SpaceInfo's fields (hub-api.md §2.1, §5) laid out like the dataset body [I].
-    "space": (
-        "author",
-        "sha",
-        "lastModified",
-        "private",
-        "gated",
-        "disabled",
-        "host",
-        "subdomain",
-        "tags",
-        "likes",
-        "sdk",
-        "cardData",
-        "runtime",
-        "siblings",
-        "models",
-        "datasets",
-        "createdAt",
-        "usedStorage",
-    ),
+    "space": ("author", "sha", "lastModified", "private", "gated", "disabled", "host", "subdomain", "tags", "likes",
+              "sdk", "cardData", "runtime", "siblings", "models", "datasets", "createdAt", "usedStorage"),
 }
 
 # Header names of real responses, in wire order. The 2026 resolve capture gives the order
@@ -268,14 +97,8 @@ INFO_DEFAULT: dict[str, tuple[str, ...]] = {
 # (vcrpy stored them sorted, so not their order); RateLimit/RateLimit-Policy are on every response since
 # Sept 2025 (hub-api.md §3). CloudFront's own headers come last.
 _HEAD = ("Content-Type", "Content-Length", "Connection", "Date")
-_MOON = (
-    "X-Powered-By",
-    "X-Request-Id",
-    "RateLimit",
-    "RateLimit-Policy",
-    "cross-origin-opener-policy",
-    "Referrer-Policy",
-)
+_MOON = ("X-Powered-By", "X-Request-Id", "RateLimit", "RateLimit-Policy", "cross-origin-opener-policy",
+         "Referrer-Policy")
 _CORS = ("Access-Control-Allow-Origin", "Vary", "Access-Control-Expose-Headers")
 _CDN = ("X-Cache", "Via", "X-Amz-Cf-Pop", "X-Amz-Cf-Id")
 _HEADERS: dict[str, tuple[str, ...]] = {
@@ -286,17 +109,12 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     # 307 of a small file to /api/resolve-cache/... (exactly the 2026 capture's names and order)
     "resolve_small": _HEAD + ("Location",) + _MOON + ("Access-Control-Max-Age",) + _CORS,
     # 302 of an LFS file to the CDN (X-Linked-*, X-Repo-Commit, Accept-Ranges, Cache-Control: 2026 capture)
-    "resolve_lfs": _HEAD
-    + ("Location", "X-Repo-Commit", "X-Linked-Etag", "X-Linked-Size", "Accept-Ranges", "Cache-Control")
-    + _MOON
-    + ("Access-Control-Max-Age",)
-    + _CORS,
+    "resolve_lfs": _HEAD + ("Location", "X-Repo-Commit", "X-Linked-Etag", "X-Linked-Size", "Accept-Ranges",
+                            "Cache-Control") + _MOON + ("Access-Control-Max-Age",) + _CORS,
 }
-ACCESS_CONTROL_EXPOSE_HEADERS = (
-    "X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,"
-    "Accept-Ranges,Content-Range,X-Xet-Access-Token,X-Xet-Token-Expiration,"
-    "X-Xet-Refresh-Route,X-Xet-Cas-Url,X-Xet-Hash"
-)
+ACCESS_CONTROL_EXPOSE_HEADERS = ("X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,"
+                                 "Accept-Ranges,Content-Range,X-Xet-Access-Token,X-Xet-Token-Expiration,"
+                                 "X-Xet-Refresh-Route,X-Xet-Cas-Url,X-Xet-Hash")
 
 
 def response_headers(kind: str) -> list[str]:
@@ -374,9 +192,8 @@ def _expanded(entity: Any, expand: Iterable[str], blobs: bool = False) -> dict:
     return body
 
 
-def render_list_item(
-    entity: Any, *, expand: list[str] | None, full: bool = False, card_data: bool = False, config: bool = False
-) -> dict:
+def render_list_item(entity: Any, *, expand: list[str] | None, full: bool = False, card_data: bool = False,
+                     config: bool = False) -> dict:
     """One item of GET /api/{type}s. With `expand` the other flags are ignored (huggingface_hub refuses
     to combine them; the Hub's projection is then just `_id`, `id` and the expanded keys)."""
     repo_type = normalize_type(entity.repo_type)
@@ -430,11 +247,8 @@ def render_tree_directory(entity: Any, path: str, oid: str, *, expand: bool) -> 
     item: dict[str, Any] = {"type": "directory", "oid": oid, "size": 0, "path": path}
     if expand:
         commits = [f.last_commit for f in entity.files if f.path.startswith(path + "/") and f.last_commit]
-        latest = (
-            max(commits, key=lambda c: c["date"])
-            if commits
-            else {"id": entity.sha, "title": "Upload", "date": entity.fields["lastModified"]}
-        )
+        latest = max(commits, key=lambda c: c["date"]) if commits else {
+            "id": entity.sha, "title": "Upload", "date": entity.fields["lastModified"]}
         item["lastCommit"] = {"id": latest["id"], "title": latest["title"], "date": latest["date"]}
     return item
 

@@ -79,9 +79,8 @@ class RepoFile:
         return cls(path, len(data), sha256, blob, lfs, last_commit or {}, data, "")
 
     @classmethod
-    def pseudo_random(
-        cls, path: str, size: int, seed: str, *, lfs: bool = True, last_commit: dict | None = None
-    ) -> RepoFile:
+    def pseudo_random(cls, path: str, size: int, seed: str, *, lfs: bool = True,
+                      last_commit: dict | None = None) -> RepoFile:
         """A file of `size` deterministic pseudo-random bytes; hashes of big ones are computed once."""
         if size <= _BLOCK:
             return cls.from_bytes(path, _random_bytes(seed, 0, size), lfs=lfs, last_commit=last_commit)
@@ -161,185 +160,41 @@ class _Arch:
 
 
 _ARCHS = (
-    _Arch(
-        "text-generation",
-        "transformers",
-        "llama",
-        "LlamaForCausalLM",
-        "AutoModelForCausalLM",
-        "AutoTokenizer",
-        None,
-        ("Llama", "TinyLlama", "vicuna", "Llama-3.1"),
-        14,
-    ),
-    _Arch(
-        "text-generation",
-        "transformers",
-        "mistral",
-        "MistralForCausalLM",
-        "AutoModelForCausalLM",
-        "AutoTokenizer",
-        None,
-        ("Mistral", "zephyr", "OpenHermes"),
-        8,
-    ),
-    _Arch(
-        "text-generation",
-        "transformers",
-        "qwen2",
-        "Qwen2ForCausalLM",
-        "AutoModelForCausalLM",
-        "AutoTokenizer",
-        None,
-        ("Qwen2.5", "qwen", "Qwen2"),
-        10,
-    ),
-    _Arch(
-        "text-generation",
-        "transformers",
-        "gpt2",
-        "GPT2LMHeadModel",
-        "AutoModelForCausalLM",
-        "AutoTokenizer",
-        None,
-        ("gpt2", "DialoGPT", "distilgpt2"),
-        5,
-    ),
-    _Arch(
-        "fill-mask",
-        "transformers",
-        "bert",
-        "BertForMaskedLM",
-        "AutoModelForMaskedLM",
-        "AutoTokenizer",
-        "[MASK]",
-        ("bert", "BERT", "bert-base"),
-        6,
-    ),
-    _Arch(
-        "text-classification",
-        "transformers",
-        "roberta",
-        "RobertaForSequenceClassification",
-        "AutoModelForSequenceClassification",
-        "AutoTokenizer",
-        "<mask>",
-        ("roberta", "xlm-roberta"),
-        7,
-    ),
-    _Arch(
-        "token-classification",
-        "transformers",
-        "bert",
-        "BertForTokenClassification",
-        "AutoModelForTokenClassification",
-        "AutoTokenizer",
-        "[MASK]",
-        ("bert-ner", "NER-bert"),
-        3,
-    ),
-    _Arch(
-        "question-answering",
-        "transformers",
-        "distilbert",
-        "DistilBertForQuestionAnswering",
-        "AutoModelForQuestionAnswering",
-        "AutoTokenizer",
-        "[MASK]",
-        ("distilbert", "squad-distilbert"),
-        3,
-    ),
-    _Arch(
-        "text2text-generation",
-        "transformers",
-        "t5",
-        "T5ForConditionalGeneration",
-        "AutoModelForSeq2SeqLM",
-        "AutoTokenizer",
-        None,
-        ("t5", "flan-t5", "mt5"),
-        4,
-    ),
-    _Arch(
-        "summarization",
-        "transformers",
-        "bart",
-        "BartForConditionalGeneration",
-        "AutoModelForSeq2SeqLM",
-        "AutoTokenizer",
-        "<mask>",
-        ("bart", "distilbart"),
-        2,
-    ),
-    _Arch(
-        "image-classification",
-        "transformers",
-        "vit",
-        "ViTForImageClassification",
-        "AutoModelForImageClassification",
-        "AutoImageProcessor",
-        None,
-        ("vit", "deit", "ViT"),
-        4,
-    ),
-    _Arch(
-        "automatic-speech-recognition",
-        "transformers",
-        "whisper",
-        "WhisperForConditionalGeneration",
-        "AutoModelForSpeechSeq2Seq",
-        "AutoProcessor",
-        None,
-        ("whisper", "Whisper"),
-        3,
-    ),
-    _Arch(
-        "automatic-speech-recognition",
-        "transformers",
-        "wav2vec2",
-        "Wav2Vec2ForCTC",
-        "AutoModelForCTC",
-        "AutoProcessor",
-        None,
-        ("wav2vec2", "xlsr"),
-        2,
-    ),
-    _Arch(
-        "sentence-similarity",
-        "sentence-transformers",
-        "bert",
-        "BertModel",
-        "AutoModel",
-        "AutoTokenizer",
-        "[MASK]",
-        ("all-MiniLM", "paraphrase-mpnet", "e5"),
-        4,
-    ),
+    _Arch("text-generation", "transformers", "llama", "LlamaForCausalLM", "AutoModelForCausalLM", "AutoTokenizer",
+          None, ("Llama", "TinyLlama", "vicuna", "Llama-3.1"), 14),
+    _Arch("text-generation", "transformers", "mistral", "MistralForCausalLM", "AutoModelForCausalLM", "AutoTokenizer",
+          None, ("Mistral", "zephyr", "OpenHermes"), 8),
+    _Arch("text-generation", "transformers", "qwen2", "Qwen2ForCausalLM", "AutoModelForCausalLM", "AutoTokenizer",
+          None, ("Qwen2.5", "qwen", "Qwen2"), 10),
+    _Arch("text-generation", "transformers", "gpt2", "GPT2LMHeadModel", "AutoModelForCausalLM", "AutoTokenizer",
+          None, ("gpt2", "DialoGPT", "distilgpt2"), 5),
+    _Arch("fill-mask", "transformers", "bert", "BertForMaskedLM", "AutoModelForMaskedLM", "AutoTokenizer",
+          "[MASK]", ("bert", "BERT", "bert-base"), 6),
+    _Arch("text-classification", "transformers", "roberta", "RobertaForSequenceClassification",
+          "AutoModelForSequenceClassification", "AutoTokenizer", "<mask>", ("roberta", "xlm-roberta"), 7),
+    _Arch("token-classification", "transformers", "bert", "BertForTokenClassification",
+          "AutoModelForTokenClassification", "AutoTokenizer", "[MASK]", ("bert-ner", "NER-bert"), 3),
+    _Arch("question-answering", "transformers", "distilbert", "DistilBertForQuestionAnswering",
+          "AutoModelForQuestionAnswering", "AutoTokenizer", "[MASK]", ("distilbert", "squad-distilbert"), 3),
+    _Arch("text2text-generation", "transformers", "t5", "T5ForConditionalGeneration", "AutoModelForSeq2SeqLM",
+          "AutoTokenizer", None, ("t5", "flan-t5", "mt5"), 4),
+    _Arch("summarization", "transformers", "bart", "BartForConditionalGeneration", "AutoModelForSeq2SeqLM",
+          "AutoTokenizer", "<mask>", ("bart", "distilbart"), 2),
+    _Arch("image-classification", "transformers", "vit", "ViTForImageClassification",
+          "AutoModelForImageClassification", "AutoImageProcessor", None, ("vit", "deit", "ViT"), 4),
+    _Arch("automatic-speech-recognition", "transformers", "whisper", "WhisperForConditionalGeneration",
+          "AutoModelForSpeechSeq2Seq", "AutoProcessor", None, ("whisper", "Whisper"), 3),
+    _Arch("automatic-speech-recognition", "transformers", "wav2vec2", "Wav2Vec2ForCTC", "AutoModelForCTC",
+          "AutoProcessor", None, ("wav2vec2", "xlsr"), 2),
+    _Arch("sentence-similarity", "sentence-transformers", "bert", "BertModel", "AutoModel", "AutoTokenizer",
+          "[MASK]", ("all-MiniLM", "paraphrase-mpnet", "e5"), 4),
     _Arch("text-to-image", "diffusers", None, None, None, None, None, ("stable-diffusion", "sdxl", "FLUX"), 5),
     _Arch("text-to-speech", "espnet", None, None, None, None, None, ("vits", "tacotron"), 1),
     _Arch("image-classification", "timm", None, None, None, None, None, ("resnet", "convnext"), 2),
-    _Arch(
-        "reinforcement-learning",
-        "stable-baselines3",
-        None,
-        None,
-        None,
-        None,
-        None,
-        ("ppo-LunarLander", "dqn-CartPole"),
-        3,
-    ),
-    _Arch(
-        None,
-        "transformers",
-        "custom",
-        "CustomModelForCausalLM",
-        "AutoModel",
-        "AutoTokenizer",
-        None,
-        ("custom-arch", "research-ckpt", "Hybrid"),
-        3,
-    ),
+    _Arch("reinforcement-learning", "stable-baselines3", None, None, None, None, None,
+          ("ppo-LunarLander", "dqn-CartPole"), 3),
+    _Arch(None, "transformers", "custom", "CustomModelForCausalLM", "AutoModel", "AutoTokenizer", None,
+          ("custom-arch", "research-ckpt", "Hybrid"), 3),
     _Arch(None, None, None, None, None, None, None, ("experiment", "test-model", "my_model", "checkpoint"), 5),
 )
 _ARCH_CUM = []
@@ -349,40 +204,12 @@ for _a in _ARCHS:
     _ARCH_CUM.append(_total)
 _TEXTGEN = "text-generation"
 
-_LICENSES = (
-    "apache-2.0",
-    "mit",
-    "cc-by-4.0",
-    "cc-by-nc-4.0",
-    "openrail",
-    "llama3.1",
-    "gpl-3.0",
-    "other",
-    "bsd-3-clause",
-    "cc-by-sa-4.0",
-    "creativeml-openrail-m",
-    "afl-3.0",
-)
+_LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "cc-by-nc-4.0", "openrail", "llama3.1", "gpl-3.0", "other",
+             "bsd-3-clause", "cc-by-sa-4.0", "creativeml-openrail-m", "afl-3.0")
 # "no" (Norwegian) is a real language code that YAML 1.1 reads as a boolean unless quoted.
 _LANGS = ("en", "fr", "de", "es", "zh", "ja", "ko", "ru", "ar", "hi", "pt", "it", "nl", "sv", "no", "multilingual")
-_MODEL_CARD_TAGS = (
-    "generated_from_trainer",
-    "trl",
-    "sft",
-    "unsloth",
-    "llama-factory",
-    "exbert",
-    "biology",
-    "medical",
-    "code",
-    "chemistry",
-    "finance",
-    "legal",
-    "vision",
-    "audio",
-    "dpo",
-    "orpo",
-)
+_MODEL_CARD_TAGS = ("generated_from_trainer", "trl", "sft", "unsloth", "llama-factory", "exbert", "biology",
+                    "medical", "code", "chemistry", "finance", "legal", "vision", "audio", "dpo", "orpo")
 _VERSIONS = ("v1", "v2", "2", "3.1", "v0.1", "1.5", "2.5", "v3", "0.2")
 _SIZES = ("7B", "8b", "0.5B", "1.8B", "13B", "70B", "small", "base", "large", "tiny", "mini", "xl", "1B", "3b")
 _SUFFIX = {
@@ -400,278 +227,92 @@ _WIDGET_DEFAULTS = {
     "token-classification": [{"text": "My name is Wolfgang and I live in Berlin"}],
     "question-answering": [{"text": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin"}],
     "text2text-generation": [{"text": "Translate to German: My name is Arthur"}],
-    "summarization": [
-        {"text": "The tower is 324 metres (1,063 ft) tall, about the same height as an 81-storey building."}
-    ],  # noqa: E501 (a recorded value, kept whole)
-    "sentence-similarity": [
-        {
-            "source_sentence": "That is a happy person",
-            "sentences": ["That is a happy dog", "That is a very happy person"],
-        }
-    ],
+    "summarization": [{"text": "The tower is 324 metres (1,063 ft) tall, about the same height as an 81-storey building."}],  # noqa: E501 (a recorded value, kept whole)
+    "sentence-similarity": [{"source_sentence": "That is a happy person",
+                             "sentences": ["That is a happy dog", "That is a very happy person"]}],
     "text-to-image": [{"text": "A high tech solarpunk utopia in the Amazon rainforest"}],
 }
-_SYLLABLES = (
-    "ka",
-    "zu",
-    "mi",
-    "ro",
-    "ne",
-    "ta",
-    "li",
-    "vo",
-    "xi",
-    "pe",
-    "san",
-    "dor",
-    "el",
-    "qua",
-    "rin",
-    "bo",
-    "tek",
-    "ai",
-    "lab",
-    "nova",
-    "hub",
-    "ix",
-    "ul",
-    "gra",
-    "fen",
-    "mo",
-    "sha",
-    "vi",
-    "yo",
-    "ze",
-)
+_SYLLABLES = ("ka", "zu", "mi", "ro", "ne", "ta", "li", "vo", "xi", "pe", "san", "dor", "el", "qua", "rin",
+              "bo", "tek", "ai", "lab", "nova", "hub", "ix", "ul", "gra", "fen", "mo", "sha", "vi", "yo", "ze")
 _ORG_WORDS = ("labs", "ai", "research", "community", "team", "org", "nlp", "ml", "group", "collective")
 
 _DS_KINDS = (
     # task_category, modality, data format, features, source words
-    (
-        "question-answering",
-        "text",
-        "parquet",
-        (("question", "string"), ("context", "string"), ("answer", "string")),
-        ("squad", "qa-pairs", "trivia", "natural_questions"),
-    ),
-    (
-        "text-classification",
-        "text",
-        "parquet",
-        (("text", "string"), ("label", "int64")),
-        ("imdb", "sst2", "sentiment", "emotion"),
-    ),
-    (
-        "text-generation",
-        "text",
-        "json",
-        (("instruction", "string"), ("output", "string")),
-        ("alpaca", "ultrachat", "dolly", "oasst1", "sharegpt", "openhermes"),
-    ),
+    ("question-answering", "text", "parquet", (("question", "string"), ("context", "string"), ("answer", "string")),
+     ("squad", "qa-pairs", "trivia", "natural_questions")),
+    ("text-classification", "text", "parquet", (("text", "string"), ("label", "int64")),
+     ("imdb", "sst2", "sentiment", "emotion")),
+    ("text-generation", "text", "json", (("instruction", "string"), ("output", "string")),
+     ("alpaca", "ultrachat", "dolly", "oasst1", "sharegpt", "openhermes")),
     ("translation", "text", "csv", (("source", "string"), ("target", "string")), ("wmt", "opus", "flores")),
-    (
-        "image-classification",
-        "image",
-        "parquet",
-        (("image", "image"), ("label", "int64")),
-        ("mnist", "cifar10", "food101", "beans"),
-    ),
-    (
-        "automatic-speech-recognition",
-        "audio",
-        "parquet",
-        (("audio", "audio"), ("sentence", "string")),
-        ("common_voice", "librispeech_asr", "fleurs"),
-    ),
-    (
-        "tabular-classification",
-        "tabular",
-        "csv",
-        (("feature_a", "float64"), ("feature_b", "float64"), ("target", "int64")),
-        ("titanic", "adult", "iris"),
-    ),
+    ("image-classification", "image", "parquet", (("image", "image"), ("label", "int64")),
+     ("mnist", "cifar10", "food101", "beans")),
+    ("automatic-speech-recognition", "audio", "parquet", (("audio", "audio"), ("sentence", "string")),
+     ("common_voice", "librispeech_asr", "fleurs")),
+    ("tabular-classification", "tabular", "csv", (("feature_a", "float64"), ("feature_b", "float64"),
+                                                  ("target", "int64")), ("titanic", "adult", "iris")),
 )
 _DS_SUFFIX = (
-    "",
-    "",
-    "-cleaned",
-    "_v2",
-    "-ja",
-    "-200k",
-    "-sft",
-    "-dpo",
-    "-binarized",
-    ".v1",
-    "-parquet",
-    "_en",
-    "-mini",
+    "", "", "-cleaned", "_v2", "-ja", "-200k", "-sft", "-dpo", "-binarized", ".v1", "-parquet", "_en", "-mini"
 )
 _DS_TAGS = ("synthetic", "math", "code", "chemistry", "biology", "legal", "explanation-generation", "croissant")
-_SIZE_CATS = (
-    (1000, "n<1K"),
-    (10_000, "1K<n<10K"),
-    (100_000, "10K<n<100K"),
-    (1_000_000, "100K<n<1M"),
-    (10**12, "1M<n<10M"),
-)
+_SIZE_CATS = ((1000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10 ** 12, "1M<n<10M"))
 
 _SDKS = (("gradio", 60), ("docker", 20), ("static", 15), ("streamlit", 5))
-_SPACE_WORDS = (
-    "chatbot",
-    "demo",
-    "Image-Generator",
-    "whisper-transcribe",
-    "leaderboard",
-    "text2img",
-    "rag_app",
-    "voice-clone",
-    "llm-arena",
-    "sd-webui",
-    "Background-Removal",
-    "pdf-chat",
-    "playground",
-    "compare",
-)
-_STAGES = (
-    ("RUNNING", 60),
-    ("PAUSED", 5),
-    ("STOPPED", 5),
-    ("RUNTIME_ERROR", 9),
-    ("BUILD_ERROR", 4),
-    ("BUILDING", 5),
-    ("NO_APP_FILE", 3),
-    ("CONFIG_ERROR", 2),
-    ("APP_STARTING", 4),
-    ("RUNNING_APP_STARTING", 2),
-    ("RUNNING_BUILDING", 1),
-)
+_SPACE_WORDS = ("chatbot", "demo", "Image-Generator", "whisper-transcribe", "leaderboard", "text2img", "rag_app",
+                "voice-clone", "llm-arena", "sd-webui", "Background-Removal", "pdf-chat", "playground", "compare")
+_STAGES = (("RUNNING", 60), ("PAUSED", 5), ("STOPPED", 5), ("RUNTIME_ERROR", 9), ("BUILD_ERROR", 4),
+           ("BUILDING", 5), ("NO_APP_FILE", 3), ("CONFIG_ERROR", 2), ("APP_STARTING", 4),
+           ("RUNNING_APP_STARTING", 2), ("RUNNING_BUILDING", 1))
 _RUNNING_STAGES = frozenset({"RUNNING", "RUNNING_APP_STARTING", "RUNNING_BUILDING"})
 _HARDWARE = ("cpu-basic",) * 8 + ("cpu-upgrade", "zero-a10g", "t4-small", "a10g-small", "l4x1")
 _COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 _EMOJIS = ("🚀", "🤗", "🔥", "🦀", "📚", "🎨", "🐢", "🌍")
 
-_GITATTRIBUTES = (
-    "".join(
-        f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n"
-        for ext in (
-            "7z",
-            "arrow",
-            "bin",
-            "bz2",
-            "ckpt",
-            "ftz",
-            "gguf",
-            "gz",
-            "h5",
-            "joblib",
-            "lfs",
-            "mlmodel",
-            "model",
-            "msgpack",
-            "npy",
-            "npz",
-            "onnx",
-            "ot",
-            "parquet",
-            "pb",
-            "pickle",
-            "pkl",
-            "png",
-            "pt",
-            "pth",
-            "rar",
-            "safetensors",
-            "tar",
-            "tflite",
-            "tgz",
-            "wasm",
-            "xz",
-            "zip",
-            "zst",
-        )
-    )
-    + "*tfevents* filter=lfs diff=lfs merge=lfs -text\n"
-)
+_GITATTRIBUTES = "".join(
+    f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n"
+    for ext in ("7z", "arrow", "bin", "bz2", "ckpt", "ftz", "gguf", "gz", "h5", "joblib", "lfs", "mlmodel", "model",
+                "msgpack", "npy", "npz", "onnx", "ot", "parquet", "pb", "pickle", "pkl", "png", "pt", "pth", "rar",
+                "safetensors", "tar", "tflite", "tgz", "wasm", "xz", "zip", "zst")
+) + "*tfevents* filter=lfs diff=lfs merge=lfs -text\n"
 
 # Ids the real Hub never serves, but a hostile or broken server might (hostile_ids=True).
 HOSTILE_IDS: tuple[str, ...] = (
-    "../../etc/passwd",
-    "/abs/path",
-    "a/b/c",
-    "..",
-    ".",
-    "owner/..",
-    "../escape",
-    "dot/.",
-    "nul\x00byte/model",
-    "ctrl/\x01\x1f\x7f-chars",
-    "tab\tname/x",
-    "newline/a\nb",
-    "unicode/caf\u00e9",
-    "unicode/cafe\u0301",  # NFC and NFD spellings of the same visible name
-    "rtl/\u202egnp.exe",
-    "rtl/abc\u200fdef",
-    "zero/width\u200bspace",
+    "../../etc/passwd", "/abs/path", "a/b/c", "..", ".", "owner/..", "../escape", "dot/.",
+    "nul\x00byte/model", "ctrl/\x01\x1f\x7f-chars", "tab\tname/x", "newline/a\nb",
+    "unicode/caf\u00e9", "unicode/cafe\u0301",  # NFC and NFD spellings of the same visible name
+    "rtl/\u202egnp.exe", "rtl/abc\u200fdef", "zero/width\u200bspace",
     "long/" + "x" * 5000,
-    "owner__x/y",
-    "owner/x__y",
-    "owner--x/y",
-    "CON",
-    "con/aux",
-    "NUL/PRN",
-    "COM1/LPT1.txt",
-    "back\\slash/model",
-    "win\\path\\x",
-    "trailing-dot./name.",
-    "space /name ",
-    "percent/%2e%2e%2f",
-    "question/a?b=c",
-    "hash/a#b",
-    "colon:owner/name",
-    "UPPER/Case",
-    "upper/case",
+    "owner__x/y", "owner/x__y", "owner--x/y",
+    "CON", "con/aux", "NUL/PRN", "COM1/LPT1.txt",
+    "back\\slash/model", "win\\path\\x", "trailing-dot./name.", "space /name ",
+    "percent/%2e%2e%2f", "question/a?b=c", "hash/a#b", "colon:owner/name", "UPPER/Case", "upper/case",
 )
-_HOSTILE_SUBSET = (
-    "../../etc/passwd",
-    "CON",
-    "unicode/caf\u00e9",
-    "unicode/cafe\u0301",
-    "owner__x/y",
-    "owner/x__y",
-    "a/b/c",
-    "..",
+_HOSTILE_SUBSET = ("../../etc/passwd", "CON", "unicode/caf\u00e9", "unicode/cafe\u0301", "owner__x/y",
+                   "owner/x__y", "a/b/c", "..")
+# Base models and datasets a model card may name that XML 1.0 forbids (hostile_cards=True adds a model whose card
+# names them, `HOSTILE_CARDS_MODEL`). The card is its owner's YAML, and YAML's `\u` escapes reach any character,
+# which the Hub's JSON carries as it is (U+FFFE, U+FFFF) or escaped (controls). Only the card names these ids (no
+# such repo: no tag, no baseModels entry). One is the backslash spelling of another (an escape must not merge them);
+# lone surrogates are left out (the replica's JSON is UTF-8, and the crawl refuses them as ids anyway).
+HOSTILE_CARDS_MODEL = "hostile-cards/xml-forbidden-bases"
+HOSTILE_CARD_BASES: tuple[str, ...] = (
+    "removed-org/nonchar\ufffe-base", "removed-org/nonchar\\ufffe-base", "removed-org/max\uffff",
+    "removed-org/back\\slash\ufffe", "removed-org/ctrl\x01-base", "removed-org/bom\ufeff-ok",
 )
+HOSTILE_CARD_DATASETS: tuple[str, ...] = ("removed-org/data\ufffe", "removed-org/tab\x0bdata")
 # File names a hostile or broken server might list for a repo (hostile_files=True adds a model holding them,
 # `HOSTILE_FILES_MODEL`): escapes, absolute paths, odd segments, names a crawler writes itself, case twins. The
 # last group is unusual but harmless: a client must store those under exactly their names.
 HOSTILE_FILES_MODEL = "hostile-files/paths"
 HOSTILE_FILE_NAMES: tuple[str, ...] = (
-    "../escape.txt",
-    "../../etc/passwd-copy",
-    "/abs/path.txt",
-    "a//b.txt",
-    "./dot.txt",
-    "sub/./x.txt",
-    "sub/../../y.txt",
-    "back\\slash.txt",
-    "nul\x00byte.txt",
-    "ctrl\x01char.txt",
-    "newline\nname.txt",
-    "metadata.json",
-    "Preview_Info.json",
-    "ipfs_cid.txt",
-    "tombstone.json/inner.txt",
-    ".hfscraper-tmp-1-2-3.part",
-    "trailing/",
-    "x" * 300 + ".txt",
-    "CaseName.txt",
-    "casename.txt",
-    "ok/nested/deep/file.json",
-    "spaces in name.txt",
-    "percent%2e%2e%2fname.txt",
-    "question?mark.txt",
-    "hash#mark.txt",
-    "unicode-caf\u00e9.txt",
+    "../escape.txt", "../../etc/passwd-copy", "/abs/path.txt", "a//b.txt", "./dot.txt", "sub/./x.txt",
+    "sub/../../y.txt", "back\\slash.txt", "nul\x00byte.txt", "ctrl\x01char.txt", "newline\nname.txt",
+    "metadata.json", "Preview_Info.json", "ipfs_cid.txt", "tombstone.json/inner.txt", ".hfscraper-tmp-1-2-3.part",
+    "trailing/", "x" * 300 + ".txt", "CaseName.txt", "casename.txt",
+    "ok/nested/deep/file.json", "spaces in name.txt", "percent%2e%2e%2fname.txt", "question?mark.txt",
+    "hash#mark.txt", "unicode-caf\u00e9.txt",
 )
 
 
@@ -683,53 +324,16 @@ class Entity:
     (fresh objects: treat them as read-only). Pass `fields`/`files`/`relations` to pin them instead."""
 
     __slots__ = (
-        "repo_type",
-        "id",
-        "mongo_id",
-        "sha",
-        "private",
-        "gated",
-        "disabled",
-        "renamed_from",
-        "author",
-        "created",
-        "modified",
-        "downloads",
-        "downloads_all",
-        "likes",
-        "trending",
-        "_hub",
-        "_idx",
-        "_kind",
-        "_salt",
-        "_relation",
-        "_bases",
-        "_flags",
-        "_unknown_base",
-        "_datasets",
-        "_models",
-        "_children",
-        "_spaces",
-        "_extra",
-        "_fields",
-        "_files",
-        "_relations",
+        "repo_type", "id", "mongo_id", "sha", "private", "gated", "disabled", "renamed_from",
+        "author", "created", "modified", "downloads", "downloads_all", "likes", "trending",
+        "_hub", "_idx", "_kind", "_salt", "_relation", "_bases", "_flags", "_unknown_base",
+        "_datasets", "_models", "_children", "_spaces", "_extra", "_fields", "_files", "_relations",
     )
 
-    def __init__(
-        self,
-        repo_type: str,
-        id: str,
-        mongo_id: str,
-        sha: str,
-        private: bool = False,
-        gated: bool | str = False,
-        disabled: bool = False,
-        renamed_from: list[str] | None = None,
-        fields: dict | None = None,
-        files: list[RepoFile] | None = None,
-        relations: list[dict] | None = None,
-    ) -> None:
+    def __init__(self, repo_type: str, id: str, mongo_id: str, sha: str, private: bool = False,
+                 gated: bool | str = False, disabled: bool = False, renamed_from: list[str] | None = None,
+                 fields: dict | None = None, files: list[RepoFile] | None = None,
+                 relations: list[dict] | None = None) -> None:
         self.repo_type = repo_type
         self.id = id
         self.mongo_id = mongo_id
@@ -754,7 +358,7 @@ class Entity:
         self._models: tuple[int, ...] = ()
         self._children = 0
         self._spaces: tuple[int, ...] = ()
-        self._extra = ""  # "" normal, "hostile", "hostile_files", or "big:<MiB>"
+        self._extra = ""  # "" normal, "hostile", "hostile_files", "hostile_cards", or "big:<MiB>"
         self._fields = fields
         self._files = files
         self._relations = relations
@@ -908,18 +512,8 @@ def entity_truth(entity: Entity) -> dict:
         gen = _GEN[entity.repo_type](entity)
         fields = entity._fields if entity._fields is not None else gen.fields()
         files = entity._files if entity._files is not None else gen.files()
-        twin = Entity(
-            entity.repo_type,
-            entity.id,
-            entity.mongo_id,
-            entity.sha,
-            entity.private,
-            entity.gated,
-            entity.disabled,
-            entity.renamed_from,
-            fields=fields,
-            files=files,
-        )
+        twin = Entity(entity.repo_type, entity.id, entity.mongo_id, entity.sha, entity.private, entity.gated,
+                      entity.disabled, entity.renamed_from, fields=fields, files=files)
     else:
         twin = entity
     return {
@@ -929,10 +523,8 @@ def entity_truth(entity: Entity) -> dict:
         "disabled": entity.disabled,
         "renamed_from": list(entity.renamed_from),
         "api": render_info(twin, expand=list(truth_expand(entity.repo_type))),
-        "files": [
-            {"path": f.path, "size": f.size, "sha256": f.sha256, "blob_sha1": f.blob_sha1, "lfs": f.lfs}
-            for f in twin.files
-        ],
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "blob_sha1": f.blob_sha1, "lfs": f.lfs}
+                  for f in twin.files],
         "relations": entity.relations,
         **({"viewer": _viewer_status(entity)} if entity.repo_type == "dataset" else {}),
     }
@@ -951,51 +543,27 @@ def _relations(e: Entity) -> list[dict]:
     out: list[dict] = []
     if e.repo_type == "model":
         for b in e._bases:
-            out.append(
-                {
-                    "kind": "base_model",
-                    "relation": e._relation,
-                    "target": hub.models[b].id,
-                    "target_type": "model",
-                    "source": "tag",
-                }
-            )
+            out.append({"kind": "base_model", "relation": e._relation, "target": hub.models[b].id,
+                        "target_type": "model", "source": "tag"})
         if e._unknown_base is not None:
             # Only the card names it: no such repo, so the Hub computes no tag and no baseModels entry.
-            out.append(
-                {
-                    "kind": "base_model",
-                    "relation": None,
-                    "target": e._unknown_base,
-                    "target_type": "model",
-                    "source": "card",
-                }
-            )
+            out.append({"kind": "base_model", "relation": None, "target": e._unknown_base,
+                        "target_type": "model", "source": "card"})
         for d in e._datasets:
-            out.append(
-                {
-                    "kind": "dataset",
-                    "relation": None,
-                    "target": hub.datasets[d].id,
-                    "target_type": "dataset",
-                    "source": "tag",
-                }
-            )
+            out.append({"kind": "dataset", "relation": None, "target": hub.datasets[d].id,
+                        "target_type": "dataset", "source": "tag"})
+        if e._extra == "hostile_cards":
+            out += [{"kind": "base_model", "relation": None, "target": b, "target_type": "model", "source": "card"}
+                    for b in HOSTILE_CARD_BASES]
+            out += [{"kind": "dataset", "relation": None, "target": d, "target_type": "dataset", "source": "card"}
+                    for d in HOSTILE_CARD_DATASETS]
     elif e.repo_type == "space":
         for m in e._models:
-            out.append(
-                {"kind": "model", "relation": None, "target": hub.models[m].id, "target_type": "model", "source": "api"}
-            )
+            out.append({"kind": "model", "relation": None, "target": hub.models[m].id,
+                        "target_type": "model", "source": "api"})
         for d in e._datasets:
-            out.append(
-                {
-                    "kind": "dataset",
-                    "relation": None,
-                    "target": hub.datasets[d].id,
-                    "target_type": "dataset",
-                    "source": "api",
-                }
-            )
+            out.append({"kind": "dataset", "relation": None, "target": hub.datasets[d].id,
+                        "target_type": "dataset", "source": "api"})
     return out
 
 
@@ -1097,7 +665,8 @@ def _last_commit(e: Entity, path: str, r: random.Random) -> dict:
     if path == ".gitattributes":
         return {"id": _hex(f"{e.mongo_id}:initial", 40), "title": "initial commit", "date": hub_date(e.created)}
     ts = e.created + int((e.modified - e.created) * r.random())
-    return {"id": _hex(f"{e.mongo_id}:{path}", 40), "title": f"Upload {path.rsplit('/', 1)[-1]}", "date": hub_date(ts)}
+    return {"id": _hex(f"{e.mongo_id}:{path}", 40), "title": f"Upload {path.rsplit('/', 1)[-1]}",
+            "date": hub_date(ts)}
 
 
 class _Gen:
@@ -1114,13 +683,8 @@ class _Gen:
     def _base_fields(self) -> dict:
         e = self.e
         return {
-            "author": e.author,
-            "sha": e.sha,
-            "lastModified": hub_date(e.modified),
-            "createdAt": hub_date(e.created),
-            "private": e.private,
-            "gated": e.gated,
-            "disabled": e.disabled,
+            "author": e.author, "sha": e.sha, "lastModified": hub_date(e.modified),
+            "createdAt": hub_date(e.created), "private": e.private, "gated": e.gated, "disabled": e.disabled,
             "xetEnabled": False,
         }
 
@@ -1213,16 +777,10 @@ class _ModelGen(_Gen):
             t.append("license:" + self.license)
         if self.has_model_index:
             t.append("model-index")
-        if lib == "transformers" and self.pipeline in (
-            _TEXTGEN,
-            "text-classification",
-            "fill-mask",
-            "token-classification",
-            "question-answering",
-            "text2text-generation",
-            "summarization",
-            "image-classification",
-        ):
+        if lib == "transformers" and self.pipeline in (_TEXTGEN, "text-classification", "fill-mask",
+                                                       "token-classification", "question-answering",
+                                                       "text2text-generation", "summarization",
+                                                       "image-classification"):
             t.append("autotrain_compatible")
         if lib == "transformers" and self.pipeline == _TEXTGEN:
             t.append("text-generation-inference")
@@ -1239,6 +797,8 @@ class _ModelGen(_Gen):
         e, r = self.e, self.r
         if e._extra == "hostile":
             return {"license": "mit"}
+        if e._extra == "hostile_cards":
+            return {"license": "mit", "base_model": list(HOSTILE_CARD_BASES), "datasets": list(HOSTILE_CARD_DATASETS)}
         parts: dict[str, Any] = {}
         if self.langs:
             parts["language"] = self.langs[0] if self.lang_str else list(self.langs)
@@ -1271,61 +831,21 @@ class _ModelGen(_Gen):
         if self.has_model_index:
             results: list[dict] = []
             if r.random() < 0.6 and self.pipeline:
-                results.append(
-                    {
-                        "task": {"type": self.pipeline, "name": self.pipeline.replace("-", " ").title()},
-                        "dataset": {
-                            "name": self.datasets[0].id if self.datasets else "glue",
-                            "type": self.datasets[0].id if self.datasets else "glue",
-                        },
-                        "metrics": [
-                            {
-                                "type": "accuracy",
-                                "value": round(0.5 + r.random() / 2, 4),
-                                "name": "Accuracy",
-                                "verified": False,
-                            }
-                        ],
-                    }
-                )
+                results.append({
+                    "task": {"type": self.pipeline, "name": self.pipeline.replace("-", " ").title()},
+                    "dataset": {"name": self.datasets[0].id if self.datasets else "glue",
+                                "type": self.datasets[0].id if self.datasets else "glue"},
+                    "metrics": [{"type": "accuracy", "value": round(0.5 + r.random() / 2, 4),
+                                 "name": "Accuracy", "verified": False}],
+                })
             parts["model-index"] = [{"name": self.name, "results": results}]
         order = (
-            (
-                "language",
-                "license",
-                "library_name",
-                "base_model",
-                "base_model_relation",
-                "pipeline_tag",
-                "tags",
-                "datasets",
-                "widget",
-                "model-index",
-            ),
-            (
-                "license",
-                "base_model",
-                "base_model_relation",
-                "tags",
-                "datasets",
-                "language",
-                "pipeline_tag",
-                "library_name",
-                "model-index",
-                "widget",
-            ),
-            (
-                "tags",
-                "license",
-                "datasets",
-                "language",
-                "base_model",
-                "base_model_relation",
-                "widget",
-                "pipeline_tag",
-                "library_name",
-                "model-index",
-            ),
+            ("language", "license", "library_name", "base_model", "base_model_relation", "pipeline_tag", "tags",
+             "datasets", "widget", "model-index"),
+            ("license", "base_model", "base_model_relation", "tags", "datasets", "language", "pipeline_tag",
+             "library_name", "model-index", "widget"),
+            ("tags", "license", "datasets", "language", "base_model", "base_model_relation", "widget",
+             "pipeline_tag", "library_name", "model-index"),
         )[self.card_order]
         card = {k: parts[k] for k in order if k in parts}
         return card
@@ -1335,20 +855,13 @@ class _ModelGen(_Gen):
         if mt in ("llama", "mistral", "qwen2"):
             cfg: dict[str, Any] = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
             if self.chat:
-                cfg["chat_template"] = (
-                    "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}"  # noqa: E501 (a recorded value, kept whole)
-                )
+                cfg["chat_template"] = "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}"  # noqa: E501 (a recorded value, kept whole)
             return cfg
         if mt == "gpt2":
             return {}
         if mt in ("bert", "distilbert"):
-            return {
-                "unk_token": "[UNK]",
-                "sep_token": "[SEP]",
-                "pad_token": "[PAD]",
-                "cls_token": "[CLS]",
-                "mask_token": "[MASK]",
-            }
+            return {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                    "mask_token": "[MASK]"}
         if mt == "t5":
             return {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
         return {}
@@ -1390,80 +903,35 @@ class _ModelGen(_Gen):
             plan += [(name, f"hostile file {name!r}\n".encode()) for name in HOSTILE_FILE_NAMES]
             return plan
         if lib in ("transformers", "sentence-transformers") and a.architecture:
-            full = {
-                "architectures": [a.architecture],
-                "model_type": a.model_type,
-                "hidden_size": r.choice((256, 768, 1024, 4096)),
-                "num_hidden_layers": r.choice((4, 12, 24, 32)),
-                "vocab_size": r.choice((30522, 32000, 50257, 151936)),
-                "torch_dtype": "bfloat16",
-                "transformers_version": "4.44.0",
-            }
+            full = {"architectures": [a.architecture], "model_type": a.model_type,
+                    "hidden_size": r.choice((256, 768, 1024, 4096)), "num_hidden_layers": r.choice((4, 12, 24, 32)),
+                    "vocab_size": r.choice((30522, 32000, 50257, 151936)), "torch_dtype": "bfloat16",
+                    "transformers_version": "4.44.0"}
             plan.append(("config.json", _json_bytes(full)))
             if self.tok_cfg:
                 tok = dict(self._tokenizer_config())
                 tok["model_max_length"] = r.choice((512, 2048, 8192))
                 plan.append(("tokenizer_config.json", _json_bytes(tok)))
             if self.pipeline == _TEXTGEN:
-                plan.append(
-                    (
-                        "generation_config.json",
-                        _json_bytes(
-                            {
-                                "_from_model_config": True,
-                                "bos_token_id": 1,
-                                "eos_token_id": 2,
-                                "transformers_version": "4.44.0",
-                            }
-                        ),
-                    )
-                )
+                plan.append(("generation_config.json", _json_bytes(
+                    {"_from_model_config": True, "bos_token_id": 1, "eos_token_id": 2,
+                     "transformers_version": "4.44.0"})))
             if lib == "sentence-transformers":
-                plan.append(
-                    (
-                        "modules.json",
-                        _json_bytes(
-                            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-                        ),
-                    )
-                )
-                plan.append(
-                    (
-                        "1_Pooling/config.json",
-                        _json_bytes({"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}),
-                    )
-                )
+                plan.append(("modules.json", _json_bytes([{"idx": 0, "name": "0", "path": "",
+                                                           "type": "sentence_transformers.models.Transformer"}])))
+                plan.append(("1_Pooling/config.json", _json_bytes({"word_embedding_dimension": 384,
+                                                                   "pooling_mode_mean_tokens": True})))
         elif lib == "peft":
             base = self.bases[0].id if self.bases else "unknown"
-            plan.append(
-                (
-                    "adapter_config.json",
-                    _json_bytes(
-                        {
-                            "base_model_name_or_path": base,
-                            "peft_type": "LORA",
-                            "r": 16,
-                            "lora_alpha": 32,
-                            "target_modules": ["q_proj", "v_proj"],
-                            "task_type": "CAUSAL_LM",
-                        }
-                    ),
-                )
-            )
+            plan.append(("adapter_config.json", _json_bytes(
+                {"base_model_name_or_path": base, "peft_type": "LORA", "r": 16, "lora_alpha": 32,
+                 "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"})))
         elif lib == "diffusers":
-            plan.append(
-                (
-                    "model_index.json",
-                    _json_bytes(
-                        {
-                            "_class_name": "StableDiffusionPipeline",
-                            "_diffusers_version": "0.30.0",
-                            "unet": ["diffusers", "UNet2DConditionModel"],
-                        }
-                    ),
-                )
-            )
-            plan.append(("unet/config.json", _json_bytes({"_class_name": "UNet2DConditionModel", "sample_size": 64})))
+            plan.append(("model_index.json", _json_bytes({"_class_name": "StableDiffusionPipeline",
+                                                          "_diffusers_version": "0.30.0",
+                                                          "unet": ["diffusers", "UNet2DConditionModel"]})))
+            plan.append(("unet/config.json", _json_bytes({"_class_name": "UNet2DConditionModel",
+                                                          "sample_size": 64})))
         if self.safetensors:
             if lib == "peft":
                 plan.append(("adapter_model.safetensors", r.randint(2048, 8192)))
@@ -1534,11 +1002,8 @@ class _ModelGen(_Gen):
                 params["I64"] = 512
             f["safetensors"] = {"parameters": params, "total": sum(params.values())}
         if self.gguf:
-            g: dict[str, Any] = {
-                "total": lfs_total * 1000,
-                "architecture": a.model_type or "llama",
-                "context_length": r.choice((2048, 4096, 8192, 32768)),
-            }
+            g: dict[str, Any] = {"total": lfs_total * 1000, "architecture": a.model_type or "llama",
+                                 "context_length": r.choice((2048, 4096, 8192, 32768))}
             if self.chat:
                 g["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
             g["bos_token"] = "<s>"
@@ -1546,12 +1011,12 @@ class _ModelGen(_Gen):
             f["gguf"] = g
         if self.warm:
             f["inference"] = "warm"
-            f["inferenceProviderMapping"] = {
-                "hf-inference": {"status": "live", "providerId": e.id, "task": self.pipeline or "text-generation"}
-            }
+            f["inferenceProviderMapping"] = {"hf-inference": {"status": "live", "providerId": e.id,
+                                                              "task": self.pipeline or "text-generation"}}
         f["usedStorage"] = lfs_total * (1 + (e._salt % 3)) + 1024 * len(plan)
         if self.bases:
-            f["baseModels"] = {"relation": self.rel, "models": [{"_id": b.mongo_id, "id": b.id} for b in self.bases]}
+            f["baseModels"] = {"relation": self.rel,
+                               "models": [{"_id": b.mongo_id, "id": b.id} for b in self.bases]}
         f["childrenModelCount"] = e._children
         return f
 
@@ -1622,9 +1087,8 @@ class _DatasetGen(_Gen):
             "download_size": self.rows * 41,
             "dataset_size": self.rows * 97,
         }
-        card["configs"] = [
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in self.splits]}
-        ]
+        card["configs"] = [{"config_name": "default",
+                            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in self.splits]}]
         return card
 
     def _description(self) -> str:
@@ -1635,29 +1099,14 @@ class _DatasetGen(_Gen):
         r = random.Random(e._salt ^ 0xF11E)
         plan: list[tuple[str, Any]] = [(".gitattributes", _GITATTRIBUTES.encode())]
         if card is not None or r.random() < 0.5:
-            plan.append(
-                (
-                    "README.md",
-                    card_markdown(
-                        card, "Dataset Card for " + self.pretty, self._description().split("\n\n", 1)[1]
-                    ).encode(),
-                )
-            )
+            plan.append(("README.md", card_markdown(card, "Dataset Card for " + self.pretty,
+                                                    self._description().split("\n\n", 1)[1]).encode()))
         if e._extra == "hostile":
             return plan
         if r.random() < 0.4:
-            plan.append(
-                (
-                    "dataset_info.json",
-                    _json_bytes(
-                        {
-                            "description": self._description(),
-                            "features": {n: {"dtype": t} for n, t in self.kind[3]},
-                            "splits": {s: {"name": s} for s in self.splits},
-                        }
-                    ),
-                )
-            )
+            plan.append(("dataset_info.json", _json_bytes(
+                {"description": self._description(), "features": {n: {"dtype": t} for n, t in self.kind[3]},
+                 "splits": {s: {"name": s} for s in self.splits}})))
         fmt = self.kind[2]
         for s in self.splits:
             if fmt == "parquet":
@@ -1669,11 +1118,8 @@ class _DatasetGen(_Gen):
                 plan.append(((f"data/{s}.jsonl", f"{s}.jsonl", f"data/{s}/part-0.jsonl")[self.layout], data))
             else:
                 header = ",".join(n for n, _ in self.kind[3])
-                data = (
-                    header
-                    + "\n"
-                    + "".join(",".join(str(i + j) for j in range(len(self.kind[3]))) + "\n" for i in range(5))
-                ).encode()
+                data = (header + "\n" + "".join(",".join(str(i + j) for j in range(len(self.kind[3]))) + "\n"
+                                                for i in range(5))).encode()
                 plan.append(((f"data/{s}.csv", f"{s}.csv", f"csv/{s}.csv")[self.layout], data))
         return plan
 
@@ -1689,11 +1135,9 @@ class _DatasetGen(_Gen):
         f = self._base_fields()
         f["tags"] = self.tags()
         if self.citation:
-            f["citation"] = (
-                f"@misc{{{self.name.lower()[:30]},\n  title={{{self.pretty}}},\n"
-                f"  author={{{e.author or 'anonymous'}}},\n"
-                f"  year={{{time.gmtime(e.created).tm_year}}}\n}}"
-            )
+            f["citation"] = (f"@misc{{{self.name.lower()[:30]},\n  title={{{self.pretty}}},\n"
+                             f"  author={{{e.author or 'anonymous'}}},\n"
+                             f"  year={{{time.gmtime(e.created).tm_year}}}\n}}")
         f["description"] = self._description()
         if self.pwc:
             f["paperswithcode_id"] = re.sub(r"[^a-z0-9-]", "-", self.name.lower())[:40]
@@ -1724,9 +1168,8 @@ class _SpaceGen(_Gen):
         self.storage = "small" if r.random() < 0.03 else None
         self.card_links = r.random() < 0.5
         self.license = r.choice(_LICENSES) if r.random() < 0.6 else None
-        self.card_tags = r.sample(
-            ("leaderboard", "mcp-server", "chatbot", "image-generation", "audio"), r.choice((0, 0, 1))
-        )
+        self.card_tags = r.sample(("leaderboard", "mcp-server", "chatbot", "image-generation", "audio"),
+                                  r.choice((0, 0, 1)))
         self.emoji = r.choice(_EMOJIS)
         self.colors = (r.choice(_COLORS), r.choice(_COLORS))
         self.pinned = r.random() < 0.1
@@ -1740,13 +1183,8 @@ class _SpaceGen(_Gen):
         return list(dict.fromkeys([self.sdk] + self.card_tags + ["region:us"]))
 
     def _card(self) -> dict:
-        card: dict[str, Any] = {
-            "title": self.name[:60] if self.e._extra == "" else "space",
-            "emoji": self.emoji,
-            "colorFrom": self.colors[0],
-            "colorTo": self.colors[1],
-            "sdk": self.sdk,
-        }
+        card: dict[str, Any] = {"title": self.name[:60] if self.e._extra == "" else "space", "emoji": self.emoji,
+                                "colorFrom": self.colors[0], "colorTo": self.colors[1], "sdk": self.sdk}
         if self.sdk == "gradio":
             card["sdk_version"] = "4.44.1"
             card["app_file"] = "app.py"
@@ -1769,12 +1207,8 @@ class _SpaceGen(_Gen):
 
     def runtime(self) -> dict:
         if self.sdk == "static":
-            return {
-                "stage": "RUNNING",
-                "hardware": {"current": None, "requested": None},
-                "storage": None,
-                "replicas": {"requested": 1, "current": 1},
-            }
+            return {"stage": "RUNNING", "hardware": {"current": None, "requested": None}, "storage": None,
+                    "replicas": {"requested": 1, "current": 1}}
         running = self.stage in _RUNNING_STAGES
         rt: dict[str, Any] = {
             "stage": self.stage,
@@ -1791,17 +1225,9 @@ class _SpaceGen(_Gen):
 
     def _plan(self, card: dict) -> list[tuple[str, Any]]:
         e, r = self.e, random.Random(self.e._salt ^ 0xF11E)
-        plan: list[tuple[str, Any]] = [
-            (".gitattributes", _GITATTRIBUTES.encode()),
-            (
-                "README.md",
-                card_markdown(
-                    card,
-                    card["title"],
-                    "Check out the configuration reference at https://huggingface.co/docs/hub/spaces-config-reference",
-                ).encode(),
-            ),
-        ]
+        plan: list[tuple[str, Any]] = [(".gitattributes", _GITATTRIBUTES.encode()),
+                                       ("README.md", card_markdown(card, card["title"], "Check out the configuration "
+                                                                   "reference at https://huggingface.co/docs/hub/spaces-config-reference").encode())]
         if e._extra == "hostile":
             return plan
         if self.sdk in ("gradio", "streamlit"):
@@ -1812,23 +1238,15 @@ class _SpaceGen(_Gen):
             if self.datasets:
                 lines.append("from datasets import load_dataset")
                 lines += [f'ds{n} = load_dataset("{d.id}")' for n, d in enumerate(self.datasets)]
-            lines.append(
-                'demo = gradio.Interface(fn=lambda x: x, inputs="text", outputs="text")'
-                if self.sdk == "gradio"
-                else 'streamlit.title("demo")'
-            )
+            lines.append('demo = gradio.Interface(fn=lambda x: x, inputs="text", outputs="text")'
+                         if self.sdk == "gradio" else 'streamlit.title("demo")')
             if self.sdk == "gradio":
                 lines.append("demo.launch()")
             plan.append(("app.py", ("\n".join(lines) + "\n").encode()))
             plan.append(("requirements.txt", b"transformers\ntorch\ndatasets\n"))
         elif self.sdk == "docker":
-            plan.append(
-                (
-                    "Dockerfile",
-                    b"FROM python:3.11-slim\nWORKDIR /app\nCOPY . .\n"
-                    b'RUN pip install -r requirements.txt\nCMD ["python", "app.py"]\n',
-                )
-            )
+            plan.append(("Dockerfile", b"FROM python:3.11-slim\nWORKDIR /app\nCOPY . .\n"
+                                       b"RUN pip install -r requirements.txt\nCMD [\"python\", \"app.py\"]\n"))
             plan.append(("requirements.txt", b"fastapi\nuvicorn\n"))
             plan.append(("app.py", b"from fastapi import FastAPI\napp = FastAPI()\n"))
         else:
@@ -2142,18 +1560,15 @@ class _Builder:
                 want = rng.choice((1, 1, 1, 2, 3))
                 ds = []
                 for _ in range(want * 3):
-                    k = (
-                        public_ds[int(len(public_ds) ** rng.random()) - 1]
-                        if rng.random() < 0.6
+                    k = public_ds[int(len(public_ds) ** rng.random()) - 1] if rng.random() < 0.6 \
                         else public_ds[rng.randrange(len(public_ds))]
-                    )
                     if k not in ds:
                         ds.append(k)
                     if len(ds) == want:
                         break
                 e._datasets = tuple(ds)
             if not bases and not private and rng.random() < 0.005:
-                e._unknown_base = f"removed-org-{rng.randrange(10**6)}/{name[:40]}"
+                e._unknown_base = f"removed-org-{rng.randrange(10 ** 6)}/{name[:40]}"
             e._flags = flags
             self.apply_status(e, status[i])
             entities.append(e)
@@ -2265,18 +1680,12 @@ def _clean_name(name: str) -> str:
     return name or "repo"
 
 
-def build_hub(
-    models: int,
-    datasets: int,
-    spaces: int,
-    seed: int = 0,
-    hostile_ids: bool = False,
-    big_file_mib: int = 0,
-    hostile_files: bool = False,
-) -> SyntheticHub:
+def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_ids: bool = False,
+              big_file_mib: int = 0, hostile_files: bool = False, hostile_cards: bool = False) -> SyntheticHub:
     """A synthetic Hub with exactly `models`/`datasets`/`spaces` ordinary entities, plus one model with
     a `big_file_mib` MiB LFS file if asked, plus the hostile-id entities if asked (appended last), plus
-    the model `HOSTILE_FILES_MODEL` whose files have hostile names if asked."""
+    the model `HOSTILE_FILES_MODEL` whose files have hostile names if asked, plus the model `HOSTILE_CARDS_MODEL`
+    whose card names bases and datasets with characters XML forbids if asked."""
     hub = SyntheticHub(seed)
     b = _Builder(seed, hub)
     owners = b.owners(max(8, (models + datasets + spaces) // 7))
@@ -2287,6 +1696,8 @@ def build_hub(
         b.add_extra("model", f"big-files/huge-model-{big_file_mib}MiB", f"big:{big_file_mib}")
     if hostile_files:
         b.add_extra("model", HOSTILE_FILES_MODEL, "hostile_files")
+    if hostile_cards:
+        b.add_extra("model", HOSTILE_CARDS_MODEL, "hostile_cards")
     if hostile_ids:
         for repo_id in HOSTILE_IDS:
             b.add_extra("model", repo_id, "hostile")

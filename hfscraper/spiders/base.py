@@ -747,7 +747,11 @@ class HubListingSpider(Spider):
             self._mark_incomplete("the crawl state could not be written")
         elif session is not None and not self._incomplete and not session.chain_complete:
             self._mark_incomplete("a listing page whose items were not all stored (an item failed)")
-        elif not self._incomplete and not self.stats.get_value("hfscraper/spider/pages"):
+        elif (
+            not self._incomplete
+            and not self.stats.get_value("hfscraper/spider/pages")
+            and not (session is not None and session.chain_done)  # an earlier run stored every page
+        ):
             # Every real crawl parses at least its first page; none means the chain never ran (a broken
             # queue, a start-up problem swallowed somewhere), which must not pass for a complete crawl.
             self._mark_incomplete("no listing page was parsed")

@@ -14,6 +14,7 @@ Options (keyword arguments) map to the command line: ``models``, ``datasets``,
 ``spaces``, ``seed``, ``latency_ms``, ``quota_api``, ``quota_resolvers``,
 ``quota_pages``, ``quota_window``, ``faults`` (list of ``"KIND:RATE[:REGEX]"``
 strings or rule dicts), ``approved_tokens`` (list), ``hostile_ids`` (bool), ``hostile_files`` (bool),
+``hostile_cards`` (bool),
 ``big_file_mib``, ``cdn_host``, ``cdn_port``, ``cdn_ttl``, ``port``,
 ``extra_args`` (list), plus ``tmp_dir`` (where truth, request log and stderr go;
 default: a fresh temporary directory), ``ready_timeout`` (seconds, default 120),
@@ -182,6 +183,8 @@ def build_command(truth_path: Path | None, request_log: Path, options: dict[str,
         command.append("--hostile-ids")
     if opts.get("hostile_files"):
         command.append("--hostile-files")
+    if opts.get("hostile_cards"):
+        command.append("--hostile-cards")
     if truth_path is not None:
         command += ["--truth", str(truth_path)]
     command += ["--request-log", str(request_log)]
@@ -189,7 +192,7 @@ def build_command(truth_path: Path | None, request_log: Path, options: dict[str,
     return command
 
 
-_KNOWN = set(_FLAGS) | {"faults", "approved_tokens", "hostile_ids", "hostile_files", "extra_args"}
+_KNOWN = set(_FLAGS) | {"faults", "approved_tokens", "hostile_ids", "hostile_files", "hostile_cards", "extra_args"}
 
 
 @contextmanager

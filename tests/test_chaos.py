@@ -51,9 +51,10 @@ def test_sigkills_under_faults_then_plain_reruns_equal_a_clean_crawl(tmp_path: P
         f"{found.tree_differences} files differ from a clean crawl; {found.seconds:.1f} s"
     )
     if found.tree_differences and differing_entities(found) <= {f"datasets/{d}" for d in found.pending_previews}:
-        # Reproduced with the seed above; see the report to the issue: a resumed run does not retry the due
-        # transient previews of datasets before its checkpoint, so it exits 0 with them pending; the next full
-        # listing retries them.
+        # A known gap (reported with issue 13): a resumed run does not retry the due transient previews of the
+        # datasets before its checkpoint, so it exits 0 with them pending; the next run, which lists from the
+        # top, retries them. It shows only when the last kill left such a resumable listing.
+        assert found.one_more_run_exit == 0 and found.one_more_run_differences == 0, why
         pytest.xfail(f"previews left pending by a resumed run (one more run: {found.one_more_run_differences} "
                      f"files differ): {why}")  # fmt: skip
     assert found.tree_differences == 0, why  # byte for byte, provenance/ included

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "export": "bench.export",
     "crawl": "bench.crawl",
     "verify": "bench.verify",
+    "chaos": "bench.chaos",
 }
 
 

@@ -104,3 +104,15 @@ def test_verify_bench_smoke(tmp_path: Path) -> None:
     assert metrics["problems"]["value"] == 0 and metrics["problems"]["met"] is True
     assert details["verified_files"] == 4 * details["entities"] and details["verified_bytes"] >= details["bytes"] * 0.99
     assert "| verify | speed_ratio |" in table
+
+
+def test_chaos_bench_smoke(tmp_path: Path) -> None:
+    payload, metrics, table = _smoke(tmp_path, "chaos")
+    expected = "result kills runs reruns faults_fired tree_differences verify_exit status_exit duplicate_feed_ids"
+    assert {*expected.split(), "foreign_feed_ids", "soak_time"} <= set(metrics)
+    details = payload["details"]["chaos"]
+    # One SIGKILL, a plain run to exit 0, the checks written down (the short soak's own test is test_chaos.py).
+    assert metrics["kills"]["value"] == 1 and details["converged"] is True
+    assert metrics["verify_exit"]["value"] == 0 and metrics["duplicate_feed_ids"]["value"] == 0
+    assert {run["exit"] for run in details["runs"]} >= {"SIGKILL", 0}
+    assert "| chaos | result |" in table

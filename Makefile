@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite mostly waits on crawls, replicas and servers, so 4 beat the 2 cores.
+TEST_WORKERS ?= 4
 
 .PHONY: install demo crawl export test quality bench deploy
 
@@ -33,7 +35,7 @@ quality: install
 
 # The test suite, in a network namespace with only loopback where the OS allows.
 test: install quality
-	scripts/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)
+	scripts/hermetic.sh $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The benchmarks against the bundled replica (loopback only): bench/results/<date>.json and bench/RESULTS.md.
 bench: install

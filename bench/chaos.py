@@ -59,6 +59,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,6 +140,11 @@ class Soak:
 
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)
+        # What is committed names no path of this machine: the work folder and the venv's scripts are left out.
+        del found["workdir"]
+        found["command"] = self.command.replace(self.workdir, "$WORKDIR").replace(
+            os.path.dirname(sys.executable) + os.sep, ""
+        )
         for name in ("missing", "extra", "changed", "foreign_ids"):  # the first few are enough to start from
             found[name] = found[name][:20]
         return found | {"tree_differences": self.tree_differences, "passed": self.passed}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES_DIR = REPO_ROOT.parent / "shared" / "hub_fixtures"
+FIXTURES_DIR = REPO_ROOT / "tests" / "data" / "hub_fixtures"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,4 +1,4 @@
-"""Fixed CID vectors: the table of `../shared/docs/ipfs.md` section 2 (agreed on by five independent
+"""Fixed CID vectors: the table of CIDs (agreed on by five independent
 implementations) and kubo's own fixtures (`test/cli/cid_profiles_test.go`, `add_test.go`), whose inputs
 `tests/support/ipfs_data.py` rebuilds. No oracle is needed to run these."""
 

@@ -1,6 +1,6 @@
 """Fidelity (a): the replica's JSON has the shape of real recorded Hub responses.
 
-For every recorded response in ../shared/hub_fixtures of a kind the replica serves, the replica renders
+For every recorded response in tests/data/hub_fixtures of a kind the replica serves, the replica renders
 the same kind of answer for a synthetic entity with the same optional features, and the test asserts the
 same keys, in the same order, with the same JSON types (recursively where the structure is the Hub's
 schema; only the JSON type where the content is the repo author's, such as cardData or config).
@@ -26,13 +26,13 @@ from hfscraper.replica.synth import Entity, build_hub
 from tests.support import report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = REPO_ROOT.parent / "shared" / "hub_fixtures"
+FIXTURES = REPO_ROOT / "tests" / "data" / "hub_fixtures"
 CASSETTES = FIXTURES / "huggingface_hub_cassettes"
 THIRD = FIXTURES / "third_party_captures"
 HFJS = FIXTURES / "huggingface_js_spec"
 
 pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"recorded Hub fixtures not found at {FIXTURES} (../shared/hub_fixtures)")
+    not FIXTURES.is_dir(), reason=f"recorded Hub fixtures not found at {FIXTURES} ")
 
 COMPARED: collections.Counter = collections.Counter()  # kind -> recorded responses compared
 HOW: collections.Counter = collections.Counter()  # chosen / constructed

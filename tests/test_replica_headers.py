@@ -1,6 +1,6 @@
 """Header names: the replica's responses carry the headers real huggingface.co responses carry.
 
-Every recorded response in ../shared/hub_fixtures that has a header set
+Every recorded response in tests/data/hub_fixtures that has a header set
 (huggingface_hub's vcrpy cassettes, and the third-party captures of resolve
 redirects and of rate-limited API answers) is replayed as the corresponding
 request against the replica: same endpoint and query shape, on a synthetic repo
@@ -21,7 +21,7 @@ import pytest
 from tests.support.http import Fetched, fetch
 from tests.support.replica import replica_fixture
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "hub_fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data" / "hub_fixtures"
 
 # Recorded, but not something the Hub application sends (or not comparable on loopback).
 IGNORED_RECORDED = {

@@ -2,8 +2,8 @@
 
 Any node that serves the kubo RPC works: kubo itself, js-ipfs (what the tests run), or an IPFS Cluster peer's
 kubo-compatible proxy (port 9095 by default), which pins cluster-wide on `dag/import` and `pin/add` with no
-change here. `ipfshttpclient` is not used: it refuses every kubo since 0.8 and is unmaintained
-(`../shared/docs/scrapy-stack.md` section 9); the few calls needed are plain HTTP.
+change here. `ipfshttpclient` is not used: it refuses every kubo since 0.8 and is unmaintained;
+the few calls needed are plain HTTP.
 
 What the client does, for every call:
 

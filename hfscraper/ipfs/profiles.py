@@ -1,6 +1,6 @@
 """Import profiles: the few parameters that fully determine the CID kubo gives a file or a folder.
 
-Three named profiles (the design's contract; `../shared/docs/ipfs.md` section 1 has the sources):
+Three named profiles (the design's contract; IPIP-499 and kubo's `Import.*` settings are the sources):
 
 | name | what it reproduces | CID | leaves | chunk | links/node | HAMT estimation |
 | --- | --- | --- | --- | --- | --- | --- |

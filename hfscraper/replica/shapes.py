@@ -1,6 +1,6 @@
 """The Hub's JSON shapes: which keys each response carries, in which order, with which JSON types.
 
-Every order here is taken from real recorded responses in ../shared/hub_fixtures (tests/
+Every order here is taken from real recorded responses in tests/data/hub_fixtures (tests/
 test_replica_fidelity_shapes.py compares them key by key); where no recording exists the choice is an
 inference, marked [I], that follows the recorded neighbours.
 

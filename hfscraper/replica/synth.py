@@ -6,7 +6,7 @@ per-entity attributes. Everything bulky (the Hub's JSON properties, the file lis
 their hashes) is regenerated on demand from a per-entity salt, so a 300,000-entity Hub costs a few
 hundred MB and file contents are never held in memory beyond one request.
 
-Facts mirrored from the real Hub (sources in ../shared/docs/hub-api.md and ../shared/hub_fixtures):
+Facts mirrored from the real Hub (recorded responses in tests/data/hub_fixtures, sources in its README):
 - `_id` is a Mongo ObjectId whose first 8 hex digits are the creation time; repos older than the Hub's
   creation dates share `createdAt` 2022-03-02T23:29:04.000Z (ObjectId prefix 621ffdc0).
 - Hub-computed tags carry `base_model:<id>` and `base_model:<relation>:<id>` with the base's *current*

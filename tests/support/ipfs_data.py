@@ -1,6 +1,6 @@
 """Deterministic inputs for the content-addressing tests of `hfscraper.ipfs`.
 
-- `probe_bytes(n)`: the test data of `../shared/docs/ipfs.md` section 2, whose CIDs that page tabulates: the first
+- `probe_bytes(n)`: the probe data of tests/test_ipfs_vectors.py: the first
   *n* bytes of the stream sha256(b"ipfs-test-" + i.to_bytes(8, "big")), i = 0, 1, ...
 - `KuboRandomReader(size, seed)`: kubo's `testutils.DeterministicRandomReaderBytes` (ChaCha20 keyed with
   sha256(seed), zero nonce), the input of kubo's own CID fixtures (`test/cli/add_test.go`,

@@ -192,22 +192,6 @@ def tree(root: Path) -> tuple[dict[str, bytes], int]:
     return files, scratch
 
 
-def feed_ids(feed: Path) -> list[str]:
-    """The ids of a JSON-lines feed, in order; a last line cut by SIGKILL is not a row (any other broken line is
-    an error)."""
-    ids = []
-    lines = feed.read_bytes().split(b"\n")
-    for n, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            ids.append(json.loads(line)["id"])
-        except ValueError:
-            if n != len(lines) - 1:
-                raise AssertionError(f"{feed}: line {n + 1} is broken and not the last one") from None
-    return ids
-
-
 def pending_previews(out: Path) -> list[str]:
     """The folders of datasets whose `preview_info.json` is not final (the viewer's last answer was transient)."""
     pending = []
@@ -265,7 +249,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 def soak(folder: Path, *, models: int, datasets: int, spaces: int, kills: int, reruns: int, fault_rate: float,
          seed: int, timeout: float = 1800) -> Soak:  # fmt: skip
     """Run the soak in *folder* (see the module docstring) and check its result."""
-    from tests.support.crawl import public
+    from tests.support.crawl import feed_ids, public
     from tests.support.replica import run_replica
 
     config = {"models": models, "datasets": datasets, "spaces": spaces, "kills": kills, "reruns": reruns,

@@ -18,8 +18,9 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX
-from hfscraper.state import TOMBSTONE_FILE
+from hfscraper.state import TOMBSTONE_FILE, entity_folder
 
 
 def folder_seal(folder: Path, extra: Iterable[Path] = ()) -> str | None:
@@ -42,6 +43,15 @@ def folder_seal(folder: Path, extra: Iterable[Path] = ()) -> str | None:
     for name, size, mtime, kind in sorted(entries):
         digest.update(f"{name}\0{size}\0{mtime}\0{kind}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def entity_seal(output_dir: Path, car_dir: Path | None, repo_type: str, repo_id: str) -> str | None:
+    """The seal (`hfscraper.seal`) of an entity's folder and CAR as they are on disk now."""
+    folder = entity_folder(output_dir, repo_type, repo_id)
+    if folder is None:
+        return None
+    cars = () if car_dir is None else (car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car",)
+    return folder_seal(folder, cars)
 
 
 def _walk(top: str, prefix: str, entries: list[tuple[str, int, int, int]]) -> None:

@@ -9,7 +9,6 @@ redone; a Ctrl-C is a stop, not a failure.
 from __future__ import annotations
 
 import collections
-import json
 import re
 import shutil
 import signal
@@ -31,6 +30,7 @@ from tests.support.crawl import (
     crawl,
     crawl_command,
     crawl_env,
+    feed_ids,
     parse_stats,
     public,
 )
@@ -49,10 +49,6 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]
 def big_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]:
     with run_replica(tmp_dir=tmp_path_factory.mktemp("replica"), models=900, datasets=2, spaces=2, seed=8) as hub:
         yield hub
-
-
-def feed_ids(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def model_folder(output: Path, repo_id: str) -> Path:

@@ -28,6 +28,7 @@ from tests.support.crawl import (
     crawl,
     crawl_command,
     crawl_env,
+    feed_ids,
     metadata_only,
     parse_stats,
     public,
@@ -74,23 +75,6 @@ def wait_for_pages(replica: ReplicaHandle, since: int, pages: int, process: subp
             return False
         time.sleep(0.01)
     raise AssertionError(f"the crawl fetched fewer than {pages} pages in 60 s")
-
-
-def feed_ids(*feeds: Path) -> list[str]:
-    """Every `id` in these JSON-lines feeds; a last line cut by SIGKILL is not a row."""
-    ids = []
-    for feed in feeds:
-        if not feed.exists():
-            continue
-        lines = feed.read_bytes().split(b"\n")
-        for n, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                ids.append(json.loads(line)["id"])
-            except ValueError:
-                assert n == len(lines) - 1, f"{feed}: a broken row that is not the last one"
-    return ids
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -73,7 +73,7 @@ from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.items import HubEntityItem
 from hfscraper.preview_records import due_pending
 from hfscraper.resources import ResourceGuard
-from hfscraper.seal import folder_seal
+from hfscraper.seal import entity_seal
 from hfscraper.state import (
     STAGE_PIPELINES,
     Checkpoint,
@@ -567,15 +567,6 @@ class CrawlSession:
 
 
 # -- work done on the store's thread -----------------------------------------------------------------------
-
-
-def entity_seal(output_dir: Path, car_dir: Path | None, repo_type: str, repo_id: str) -> str | None:
-    """The seal (`hfscraper.seal`) of an entity's folder and CAR as they are on disk now."""
-    folder = entity_folder(output_dir, repo_type, repo_id)
-    if folder is None:
-        return None
-    cars = () if car_dir is None else (car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car",)
-    return folder_seal(folder, cars)
 
 
 def _record_batch(

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import Request
 
-from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession, entity_seal
+from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines.entity_store import METADATA_FILE
+from hfscraper.seal import entity_seal
 from hfscraper.state import EntityState, StateStore, entity_folder, item_version
 
 if TYPE_CHECKING:

@@ -116,6 +116,25 @@ def crawl_env(replica: ReplicaHandle, output: Path, env_overrides: dict[str, str
     return env
 
 
+def feed_ids(*feeds: Path) -> list[str]:
+    """Every `id` in these JSON-lines feeds, in order (missing feeds have none); a last line cut by SIGKILL is not a
+    row, any other broken line is an error."""
+    ids = []
+    for feed in feeds:
+        if not feed.exists():
+            continue
+        lines = feed.read_bytes().split(b"\n")
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                ids.append(json.loads(line)["id"])
+            except ValueError:
+                if n != len(lines) - 1:
+                    raise AssertionError(f"{feed}: line {n + 1} is broken and not the last one") from None
+    return ids
+
+
 def public(truth: dict[str, Any], repo_type: str) -> list[dict[str, Any]]:
     return [e for e in truth[f"{repo_type}s"] if not e["private"]]
 

@@ -72,10 +72,18 @@ DOWNLOADER_MIDDLEWARES: dict[str, int] = {
     # Next to the downloader: the token is on a request only while it is sent, and only to the Hub.
     "hfscraper.middlewares.auth.HubAuthDownloaderMiddleware": 950,
 }
+# No log record per scraped item unless LOG_LEVEL shows it (hfscraper/logformatter.py).
+LOG_FORMATTER = "hfscraper.logformatter.QuietLogFormatter"
 SPIDER_MIDDLEWARES: dict[str, int] = {
     # Drops entities the crawl state already holds (this crawl's own, after a resume; unchanged ones with
     # DELTAFETCH_ENABLED) before they reach the item pipeline.
     "hfscraper.middlewares.deltafetch.DeltaFetchSpiderMiddleware": 500,
+    # Every spider middleware wraps every item of a page in one more async-generator layer. These three only look at
+    # requests, and a crawl of the Hub needs none of them (no Referer to send, no depth to limit, no meta copies to
+    # debug): a few microseconds per entity, 5 million times.
+    "scrapy.spidermiddlewares.referer.RefererMiddleware": None,
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
 }
 EXTENSIONS: dict[str, int] = {
     # Crash-safe resume: the listing's crawl, cursor checkpoints and completion in HFSCRAPER_STATE_DIR.

@@ -853,6 +853,12 @@ class StateStore:
             args += (crawl_id,)
         yield from self.db.execute(query, args)
 
+    def complete_ids(self, repo_type: str) -> Iterator[str]:
+        """Ids of the live entities of this type with completed stages, streamed."""
+        query = "SELECT id FROM entities WHERE repo_type = ? AND deleted_at IS NULL AND stages != '[]'"
+        for (repo_id,) in self.db.execute(query, (repo_type,)):
+            yield repo_id
+
     def reset_stages(self, repo_type: str, spider: str) -> int:
         """Forget every completed stage of this type and the spider's request keys (DELTAFETCH_RESET)."""
         with self.transaction():

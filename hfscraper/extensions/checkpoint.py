@@ -70,6 +70,7 @@ from scrapy.utils.misc import load_object
 
 from hfscraper import output_owner
 from hfscraper.constants import OUTPUT_FOLDERS
+from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem
 from hfscraper.preview_records import due_pending
 from hfscraper.resources import ResourceGuard
@@ -84,7 +85,6 @@ from hfscraper.state import (
     SharedStateStore,
     StageFailed,
     StateStore,
-    entity_folder,
     item_version,
     remove_tombstone,
     state_file_path,
@@ -287,6 +287,8 @@ class CrawlSession:
         self._commit_task: asyncio.Future[None] | None = None
         self._records: list[tuple[EntityRecord, asyncio.Future[None]]] = []
         self._records_scheduled = False
+        # One record batch on the state's thread at a time: records made meanwhile go together in the next one.
+        self._records_running: asyncio.Future[Any] | None = None
         self._record_tasks: set[asyncio.Future[Any]] = set()
         self.in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._newest: str | None = None
@@ -437,7 +439,7 @@ class CrawlSession:
         """Wait until every pending record and checkpoint is committed."""
         while True:
             tasks = [t for t in (self._commit_task, *self._record_tasks) if t is not None and not t.done()]
-            if self._records and not self._records_scheduled:
+            if self._records and not self._records_scheduled and self._records_running is None:
                 self._flush_records()
                 continue
             if not tasks:
@@ -465,6 +467,8 @@ class CrawlSession:
 
     def _flush_records(self) -> None:
         self._records_scheduled = False
+        if self._records_running is not None:
+            return  # its end flushes what waits
         batch, self._records = self._records, []
         if not batch:
             return
@@ -474,10 +478,14 @@ class CrawlSession:
             )
         )
         self._record_tasks.add(task)
+        self._records_running = task
         task.add_done_callback(lambda t: self._records_done(t, batch))
 
     def _records_done(self, task: asyncio.Future[list[tuple[str, str]]], batch: list[Any]) -> None:
         self._record_tasks.discard(task)
+        self._records_running = None
+        if self._records:
+            self._flush_records()
         if task.cancelled():
             for _, future in batch:
                 future.cancel()
@@ -626,18 +634,19 @@ def _check_stored(
     """`(lost, changed)`: ids of entities the state calls complete whose folder is gone, and (of those the resumed
     crawl already saw: the pages before its checkpoint are not listed again) whose folder or CAR is not as sealed.
 
-    One directory listing per type for the first (the whole archive, on every start), one `stat` per file for the
+    One `lstat` per complete entity for the first (the whole archive, on every start: streamed, so memory stays
+    flat at millions of entities, where a set of the type folder's names would not), one `stat` per file for the
     second.
     """
-    try:
-        names = {entry.name for entry in os.scandir(output_dir / OUTPUT_FOLDERS[repo_type])}
-    except FileNotFoundError:
-        names = set()
-    lost = [
-        repo_id
-        for repo_id, _ in store.complete_entities(repo_type)
-        if (folder := entity_folder(output_dir, repo_type, repo_id)) is not None and folder.name not in names
-    ]
+    root = os.fspath(output_dir / OUTPUT_FOLDERS[repo_type]) + os.sep
+    lost = []
+    for repo_id in store.complete_ids(repo_type):
+        try:
+            name = entity_folder_name(repo_id)
+        except HostileIdError:
+            continue  # never stored under a folder
+        if not os.path.lexists(root + name):
+            lost.append(repo_id)
     changed: list[str] = []
     if resumed_crawl is not None:
         missing = set(lost)

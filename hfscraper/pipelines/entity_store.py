@@ -58,6 +58,9 @@ METADATA_FILE = "metadata.json"
 DEFAULT_OUTPUT_DIR = "output"
 #: The most items one worker-thread call stores.
 BATCH_SIZE = 64
+#: Groups written at once: one keeps the GIL for the reactor (the work is mostly Python), the second overlaps its
+#: system calls.
+STORE_THREADS = 2
 #: Seconds between two checks that the output and state folders are still the crawl's (not renamed away).
 FOLDER_CHECK_INTERVAL = 1.0
 
@@ -167,7 +170,7 @@ class EntityStorePipeline:
     async def _run_in_thread(self, job: tuple[str, str, dict[str, Any], str]) -> tuple[bool, bool]:
         if is_asyncio_available():
             if self._batcher is None:
-                self._batcher = ThreadBatcher(self._store_job, max_size=BATCH_SIZE)
+                self._batcher = ThreadBatcher(self._store_job, max_size=BATCH_SIZE, max_in_flight=STORE_THREADS)
             return await self._batcher(job)
         return await run_in_thread(self._store_job, job)
 

@@ -142,6 +142,9 @@ class HubEntityItem:
         # Bookkeeping for to_api(), kept out of the dataclass fields so ItemAdapter and exporters never see it.
         self._api_order: list[str] = []
         self._api_raw: dict[str, tuple[Any, Any]] = {}
+        # The Hub's JSON this item was built from, while no field was set since: to_api() is then a copy of it
+        # (the same keys, order and values), without a walk over every field for each of millions of entities.
+        self._api_source: dict[str, Any] | None = None
         # Crawl bookkeeping, never part of the Hub JSON: (cursor chain id, listing page number) of the page
         # that listed this entity (see hfscraper.extensions.checkpoint).
         self._crawl_page: tuple[str, int] | None = None
@@ -193,7 +196,13 @@ class HubEntityItem:
         item = cls(**kwargs, extra=extra)
         item._api_order = list(payload)
         item._api_raw = raw
+        item._api_source = payload
         return item
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name[0] != "_" and name != "files":  # `files` and the bookkeeping are never Hub JSON
+            self.__dict__["_api_source"] = None  # a field changed: to_api() builds the JSON from the fields again
+        object.__setattr__(self, name, value)
 
     def _api_value(self, key: str, fmap: _FieldMap) -> Any:
         attr = fmap.api_to_attr.get(key)
@@ -210,6 +219,9 @@ class HubEntityItem:
 
     def to_api(self) -> dict[str, Any]:
         """The Hub's JSON for this entity (see the module docstring for the rules)."""
+        source = self.__dict__.get("_api_source")
+        if source is not None:
+            return dict(source)
         fmap = self._field_map()
         out: dict[str, Any] = {}
         for key in self._api_order:
@@ -232,6 +244,7 @@ class HubEntityItem:
         """
         fmap = self._field_map()
         attr = fmap.api_to_attr.get(key)
+        self._api_source = None
         if attr is None:
             self.extra[key] = value
         elif key in fmap.dates and not isinstance(value, datetime | None):

@@ -46,7 +46,33 @@ def assert_round_trip(cls: type[HubEntityItem], payload: dict[str, Any]) -> HubE
     assert dumps(out) == dumps(payload)
     # and again from the output (idempotent)
     assert dumps(cls.from_api(json.loads(json.dumps(out))).to_api()) == dumps(payload)
+    # An untouched item gives back a copy of the JSON it was built from: the same as building it from the fields.
+    rebuilt = cls.from_api(json.loads(json.dumps(payload)))
+    rebuilt.__dict__["_api_source"] = None
+    assert dumps(rebuilt.to_api()) == dumps(out)
     return item
+
+
+def test_to_api_follows_every_change_after_a_first_call() -> None:
+    payload = {"_id": "1", "id": "a/b", "sha": "x", "lastModified": "2024-02-19T10:57:45.000Z", "likes": 1, "k": 1}
+    item = ModelItem.from_api(dict(payload))
+    first = item.to_api()
+    first["likes"] = 99  # the caller's copy: the item does not change
+    assert item.to_api() == payload
+    item.sha = "y"
+    assert item.to_api()["sha"] == "y"
+    item = ModelItem.from_api(dict(payload))
+    item.to_api()
+    ItemAdapter(item)["likes"] = 5
+    assert item.to_api()["likes"] == 5
+    item = ModelItem.from_api(dict(payload))
+    item.to_api()
+    item.set_api_value("baseModels", {"models": []})
+    assert item.to_api()["baseModels"] == {"models": []} and list(item.to_api())[-1] == "baseModels"
+    item = ModelItem.from_api(dict(payload))
+    item.to_api()
+    item.files = [{"path": "README.md"}]  # not Hub JSON: the JSON stays the source's
+    assert item.to_api() == payload
 
 
 def test_doctests() -> None:

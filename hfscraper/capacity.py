@@ -182,6 +182,13 @@ def file_systems(settings: BaseSettings) -> list[FileSystem]:
     return list(found.values())
 
 
+def _fit(above_reserve: int, per_entity: float) -> float:
+    """Entities that fit in what is left above the reserve (none once below it, even at no cost per entity)."""
+    if above_reserve < 0:
+        return 0
+    return above_reserve / per_entity if per_entity > 0 else math.inf
+
+
 @dataclass(frozen=True)
 class Room:
     """How many more entities fit on one file system above its reserve, and the numbers that say so."""
@@ -198,9 +205,9 @@ class Room:
     def measure(cls, fs: FileSystem, usage: Usage, reserve: Reserve, per_entity: tuple[float, float]) -> Self:
         reserve_bytes, reserve_inodes = reserve.bytes_of(usage.total_bytes), reserve.inodes_of(usage.total_inodes)
         per_bytes, per_inodes = per_entity
-        fits = [(usage.free_bytes - reserve_bytes) / per_bytes if per_bytes > 0 else math.inf]
+        fits = [_fit(usage.free_bytes - reserve_bytes, per_bytes)]
         if usage.total_inodes:
-            fits.append((usage.free_inodes - reserve_inodes) / per_inodes if per_inodes > 0 else math.inf)
+            fits.append(_fit(usage.free_inodes - reserve_inodes, per_inodes))
         room = min(fits)
         entities = max(0, math.floor(room)) if room != math.inf else 2**62
         return cls(fs, usage, reserve_bytes, reserve_inodes, per_bytes, per_inodes, entities)

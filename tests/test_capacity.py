@@ -166,6 +166,31 @@ def test_a_crawl_stops_before_the_inodes_run_out_and_continues_once_there_is_roo
     assert _tree(tmp_path / "after-rerun") == _tree(clean.output)
 
 
+def test_crawlall_stops_all_three_spiders_before_their_shared_disk_is_full(
+    replica: ReplicaHandle, clean: CrawlResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    log = tmp_path / "crawl.log"
+    command = crawl_command(
+        "", out, settings={**METADATA_ONLY, **CAPACITY}, command_name="crawlall", page_size=PAGE_SIZE
+    )  # fmt: skip
+    total = RESERVE_INODES + sum(1 for _ in clean.output.rglob("*")) // 2
+    run_plan(tmp_path, {
+        "mount": str(out), "options": f"size=256m,nr_inodes={total}",
+        "steps": [{"run": command, "env": crawl_env(replica, out), "log": str(log)},
+                  {"statvfs": str(tmp_path / "free.json")}],
+    })  # fmt: skip
+    rc, text, _ = _result(log)
+    assert "Traceback" not in text and "no space left" not in text.lower(), text[-3000:]
+    assert rc == 1, text[-3000:]
+    errors = [line for line in text.splitlines() if "] ERROR:" in line]
+    assert len(errors) == 1 and "Stopping the crawl (disk_full): the file system is nearly full" in errors[0], errors
+    for spider in ("models", "datasets", "spaces"):
+        assert f"hfscraper: {spider}: INCOMPLETE (finish reason disk_full" in text, text[-2000:]
+    assert json.loads((tmp_path / "free.json").read_text())["inodes"] >= RESERVE_INODES
+
+
 @pytest.mark.parametrize("which", ["output", "state"])
 @pytest.mark.parametrize("command_name", ["crawl", "crawlall"])
 def test_a_start_without_room_is_refused_with_one_line_and_no_side_effects(

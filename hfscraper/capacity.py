@@ -273,7 +273,6 @@ class CapacityExtension:
         self.reserve = Reserve.from_settings(crawler.settings)
         self.guard = ResourceGuard.of(crawler)
         self.watch: _Watch | None = None
-        self.spider: Spider | None = None
         self._task: asyncio.Future[None] | None = None
 
     @classmethod
@@ -287,7 +286,6 @@ class CapacityExtension:
         return extension
 
     def spider_opened(self, spider: Spider) -> None:
-        self.spider = spider
         key = self.guard.folders
         watch = _WATCHES.get(key)
         if watch is None:
@@ -311,17 +309,25 @@ class CapacityExtension:
 
     async def _loop(self) -> None:
         while self.guard.stopped is None:
-            try:
-                self.check()
-            except OSError as exc:  # a folder gone: the ResourceGuard's business, not a capacity problem
-                logger.debug("capacity check skipped: %(error)s", {"error": exc})
+            watch = self.watch
+            # One check per interval for the whole watch: the first crawler still open makes it.
+            if watch is not None and watch.crawlers and watch.crawlers[0] is self.crawler:
+                try:
+                    self.check()
+                except OSError as exc:  # a folder gone: the ResourceGuard's business, not a capacity problem
+                    logger.debug("capacity check skipped: %(error)s", {"error": exc})
             await asyncio.sleep(self.interval)
 
-    def lookahead(self, burst: int) -> int:
-        """Entities the crawl may still store after a stop is decided: the pages in flight (every item of a page
-        already received is stored before the spider closes), one request per slot, and two intervals' worth."""
-        page = int(getattr(self.spider, "page_size", 0) or self.crawler.settings.getint("HFSCRAPER_CRAWL_PAGE_SIZE"))
-        return page + self.crawler.settings.getint("CONCURRENT_REQUESTS", 16) + 2 * burst
+    @staticmethod
+    def lookahead(crawlers: list[Crawler], burst: int) -> int:
+        """Entities the crawl may still store after a stop is decided: per spider, the page in flight (every item
+        of a page already received is stored before the spider closes) and one request per slot; and two
+        intervals' worth at the fastest rate seen."""
+        in_flight = 0
+        for crawler in crawlers:
+            page = getattr(crawler.spider, "page_size", 0) or crawler.settings.getint("HFSCRAPER_CRAWL_PAGE_SIZE")
+            in_flight += int(page) + crawler.settings.getint("CONCURRENT_REQUESTS", 16)
+        return in_flight + 2 * burst
 
     def check(self) -> Room | None:
         """One check; stops the crawl (and returns the tightest Room) when too little is left, else None."""
@@ -343,10 +349,11 @@ class CapacityExtension:
             stats.set_value("hfscraper/capacity/room", tightest.entities)
             stats.set_value("hfscraper/capacity/bytes_per_entity", round(tightest.bytes_per_entity))
             stats.set_value("hfscraper/capacity/inodes_per_entity", round(tightest.inodes_per_entity, 2))
-        if tightest.entities >= self.lookahead(watch.burst):
+        if tightest.entities >= self.lookahead(watch.crawlers, watch.burst):
             return None
-        if stats is not None:
-            stats.set_value("hfscraper/capacity/stopped", 1)
+        for crawler in watch.crawlers:
+            if crawler.stats is not None:
+                crawler.stats.set_value("hfscraper/capacity/stopped", 1)
         self.guard.stop(
             ResourceFailure(
                 DISK_FULL, str(tightest.fs.mount), "the file system is nearly full", detail=self._detail(tightest),
@@ -357,18 +364,27 @@ class CapacityExtension:
 
     def _detail(self, room: Room) -> str:
         text = f" ({' and '.join(room.fs.roles)}): {room.numbers()}"
-        max_items = int(getattr(self.spider, "max_items", 0) or 0)
-        stats = self.crawler.stats
-        if max_items and stats is not None:
-            get = stats.get_value
-            done = sum(int(get(k, 0) or 0) for k in ("hfscraper/state/recorded", "deltafetch/skipped"))
-            left = max(0, max_items - done)
+        left = _left(self.watch.crawlers if self.watch is not None else [self.crawler])
+        if left is not None:
             text += (
-                f"; this crawl has up to {left:,} more to store (max_items), about "
+                f"; the crawl has up to {left:,} more to store (max_items), about "
                 f"{_size(left * room.bytes_per_entity)}"
                 + (f" and {math.ceil(left * room.inodes_per_entity):,} inodes" if room.usage.total_inodes else "")
             )
         return text + ", and the crawl stops before it gets below the reserve"
+
+
+def _left(crawlers: list[Crawler]) -> int | None:
+    """Entities these crawls still have to store when each has a max_items, else None (a listing's length is not
+    known before its last page)."""
+    left = 0
+    for crawler in crawlers:
+        max_items = int(getattr(crawler.spider, "max_items", 0) or 0)
+        if not max_items or crawler.stats is None:
+            return None
+        get = crawler.stats.get_value
+        left += max(0, max_items - sum(int(get(k, 0) or 0) for k in ("hfscraper/state/recorded", "deltafetch/skipped")))
+    return left
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -173,7 +173,8 @@ def test_crawlall_stops_all_three_spiders_before_their_shared_disk_is_full(
     out.mkdir()
     log = tmp_path / "crawl.log"
     command = crawl_command(
-        "", out, settings={**METADATA_ONLY, **CAPACITY}, command_name="crawlall", page_size=PAGE_SIZE
+        "", out, settings={**METADATA_ONLY, **CAPACITY, "HFSCRAPER_CRAWL_MAX_ITEMS": "90"}, command_name="crawlall",
+        page_size=PAGE_SIZE,
     )  # fmt: skip
     total = RESERVE_INODES + sum(1 for _ in clean.output.rglob("*")) // 2
     run_plan(tmp_path, {
@@ -186,6 +187,8 @@ def test_crawlall_stops_all_three_spiders_before_their_shared_disk_is_full(
     assert rc == 1, text[-3000:]
     errors = [line for line in text.splitlines() if "] ERROR:" in line]
     assert len(errors) == 1 and "Stopping the crawl (disk_full): the file system is nearly full" in errors[0], errors
+    # With max_items the crawls know what they still have to store (at most).
+    assert "; the crawl has up to " in errors[0] and " more to store (max_items), about " in errors[0], errors[0]
     for spider in ("models", "datasets", "spaces"):
         assert f"hfscraper: {spider}: INCOMPLETE (finish reason disk_full" in text, text[-2000:]
     assert json.loads((tmp_path / "free.json").read_text())["inodes"] >= RESERVE_INODES

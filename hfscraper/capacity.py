@@ -12,12 +12,12 @@ the same one, told apart by `st_dev`):
   per write) it estimates the bytes and inodes one stored entity costs on each file system (what the file system
   lost since the crawl started / the entities stored since; the larger of that and the prior while fewer than
   `SETTLED` entities are stored), and how many more entities fit above the reserve. When fewer fit than the crawl
-  may still store before a stop takes effect (the pages in flight, whose items are all stored when the spider
-  closes, plus two check intervals at the current rate), it stops the crawl through the ResourceGuard with
-  finish reason `disk_full` and one line: the file system's mount point, the free bytes and inodes, the reserve,
-  the cost per entity and the room left ("room for about N more entities"; with max_items also what the crawl
-  still has to store). The stop is like any `disk_full` stop: nothing is half-written and the same command
-  continues once there is room.
+  may still store before a stop takes effect (each spider's page in flight, whose items are all stored when the
+  spider closes, one request per slot, plus two check intervals at the fastest rate seen), it stops the crawl
+  through the ResourceGuard with finish reason `disk_full` and one line: the file system's mount point, the free
+  bytes and inodes, the reserve, the cost per entity and the room left ("room for about N more entities"; with
+  max_items also what the crawl still has to store). The stop is like any `disk_full` stop: nothing is
+  half-written and the same command continues once there is room.
 
 The reserve of a file system is max(HFSCRAPER_CAPACITY_MIN_FREE_BYTES, HFSCRAPER_CAPACITY_MIN_FREE_FRACTION of its
 size) bytes and max(HFSCRAPER_CAPACITY_MIN_FREE_INODES, the same fraction of its inodes) inodes; a file system

@@ -49,6 +49,10 @@ distributed.max_attempts    HFSCRAPER_DISTRIBUTED_MAX_ATTEMPTS - tries of an ent
 distributed.forever         HFSCRAPER_DISTRIBUTED_FOREVER - workers keep waiting after the listing is done
 memory.mmap_threshold       HFSCRAPER_MEMORY_MMAP_THRESHOLD - glibc mmap threshold: a crawl's RSS stays flat (0: off)
 progress.interval           HFSCRAPER_PROGRESS_INTERVAL - seconds between progress lines during a crawl (0: off)
+capacity.check_interval     HFSCRAPER_CAPACITY_CHECK_INTERVAL - seconds between free-space checks in a crawl (0: off)
+capacity.min_free_bytes     HFSCRAPER_CAPACITY_MIN_FREE_BYTES - bytes a crawl leaves free on the output and state disks
+capacity.min_free_inodes    HFSCRAPER_CAPACITY_MIN_FREE_INODES - inodes a crawl leaves free there
+capacity.min_free_fraction  HFSCRAPER_CAPACITY_MIN_FREE_FRACTION - the reserve as a fraction of the disk, if larger
 files.enabled               HFSCRAPER_FILES_ENABLED - download each entity's chosen files into its folder
 files.models                HFSCRAPER_FILES_MODELS - which files of a model (patterns, as allow_patterns)
 files.datasets              HFSCRAPER_FILES_DATASETS - which files of a dataset
@@ -564,6 +568,32 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "and the rate-limit budget left per bucket. They replace Scrapy's `LogStats` line; 0 turns them off and "
         "brings that line back (every `LOGSTATS_INTERVAL`).",
         minimum=0,
+    ),
+    Setting(
+        "capacity.check_interval", "HFSCRAPER_CAPACITY_CHECK_INTERVAL", FLOAT, 1.0,
+        "Seconds between the capacity checks of a crawl (`hfscraper.capacity`): two `statvfs` calls that "
+        "estimate the bytes and inodes one entity costs on the output and state file systems and stop the "
+        "crawl (finish reason `disk_full`, one line with the numbers) before either falls below its reserve. A "
+        "crawl that would start below the reserve is refused (one line, exit 2). 0 turns the check off.",
+        minimum=0,
+    ),
+    Setting(
+        "capacity.min_free_bytes", "HFSCRAPER_CAPACITY_MIN_FREE_BYTES", INT, 1024**3,
+        "Bytes the crawl leaves free on each file system it writes to (the reserve is the larger of this and "
+        "`capacity.min_free_fraction` of the file system's size).",
+        minimum=0,
+    ),
+    Setting(
+        "capacity.min_free_inodes", "HFSCRAPER_CAPACITY_MIN_FREE_INODES", INT, 100_000,
+        "Inodes the crawl leaves free on each file system it writes to (the larger of this and "
+        "`capacity.min_free_fraction` of its inodes; ignored where the file system reports no inode limit).",
+        minimum=0,
+    ),
+    Setting(
+        "capacity.min_free_fraction", "HFSCRAPER_CAPACITY_MIN_FREE_FRACTION", FLOAT, 0.01,
+        "The reserve as a fraction of each file system's size and inodes, where that is more than "
+        "`capacity.min_free_bytes` or `capacity.min_free_inodes`.",
+        minimum=0.0, maximum=0.5,
     ),
     Setting(
         "files.enabled", "HFSCRAPER_FILES_ENABLED", BOOL, True,

@@ -54,15 +54,20 @@ class ResourceFailure:
     reason: str
     path: str
     cause: str
+    #: Numbers after the path (the capacity check's), and advice in place of the usual one.
+    detail: str = ""
+    advice: str = ""
 
     def message(self) -> str:
-        if self.reason == DISK_FULL:
+        if self.advice:
+            advice = self.advice
+        elif self.reason == DISK_FULL:
             advice = "free some space there (or point the crawl at a bigger disk)"
         else:
             advice = "make the folder available and writable again"
         return (
-            f"Stopping the crawl ({self.reason}): {self.cause} at {self.path}; {advice}, then run the same command "
-            "again: it continues where this one stopped"
+            f"Stopping the crawl ({self.reason}): {self.cause} at {self.path}{self.detail}; {advice}, then run the "
+            "same command again: it continues where this one stopped"
         )
 
 

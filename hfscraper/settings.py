@@ -96,6 +96,8 @@ EXTENSIONS: dict[str, int] = {
     "hfscraper.extensions.progress.RateLimitStateExtension": 520,
     # A fixed glibc mmap threshold (HFSCRAPER_MEMORY_MMAP_THRESHOLD): resident memory stays flat over a long crawl.
     "hfscraper.extensions.memory.MemoryExtension": 100,
+    # Stops the crawl (disk_full) before the output or state file system falls below its reserve of space or inodes.
+    "hfscraper.capacity.CapacityExtension": 530,
     # Feeds (-o/-O/FEEDS) written only by a crawl the checkpoint admitted: a refused start never truncates the feed
     # of the crawl that is running.
     "scrapy.extensions.feedexport.FeedExporter": None,

@@ -129,8 +129,9 @@ def _count_metadata(out: Path) -> int:
 
 
 def _settings(**extra: str) -> dict[str, str]:
-    # Files on, previews off (the viewer is not what these tests are about).
-    return {"HFSCRAPER_PREVIEWS_ENABLED": "false", **extra}
+    # Files on, previews off (the viewer is not what these tests are about); no capacity check: these disks are
+    # meant to fill up (tests/test_capacity.py tests the check).
+    return {"HFSCRAPER_PREVIEWS_ENABLED": "false", "HFSCRAPER_CAPACITY_CHECK_INTERVAL": "0", **extra}
 
 
 def _step(replica: ReplicaHandle, out: Path, log: Path, spider: str = "models", **extra: Any) -> dict[str, Any]:

@@ -51,8 +51,8 @@ def validate_token(settings: Settings) -> None:
 
 
 def validate_folders(settings: Settings) -> None:
-    """Check that the output and state folders can be created and written before anything starts (nothing is
-    created here); exit 2 with one line if not."""
+    """Check that the output and state folders can be created and written, and that their file systems have room
+    (`hfscraper.capacity`), before anything starts (nothing is created here); exit 2 with one line if not."""
     from hfscraper.resources import folder_unusable
 
     folders = (("output", "HFSCRAPER_OUTPUT_DIR", "output"), ("state", "HFSCRAPER_STATE_DIR", "state"))
@@ -61,6 +61,11 @@ def validate_folders(settings: Settings) -> None:
         problem = folder_unusable(folder)
         if problem is not None:
             fail_usage(f"the {what} folder {folder} cannot be used ({problem}); set {name} to a folder you can write")
+    from hfscraper.capacity import start_refusal
+
+    refused = start_refusal(settings)
+    if refused is not None:
+        fail_usage(refused)
 
 
 def check_state(settings: Settings) -> None:

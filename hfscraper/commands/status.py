@@ -20,6 +20,13 @@ entities marked deleted). Last, the rate-limit budget the last crawl saw per hos
 quota, the window, when it resets and when it was seen; the `ratelimits` table). And whether the provenance files
 are up to date with the state (`hfscraper.provenance.freshness`: up to date, being rebuilt, out of date, missing).
 
+Then the disks (always, from two `statvfs` calls, so as cheap at 5M entities as at 5): per file system of the
+output and state folders, its mount point, bytes and inodes used and free, and the reserve the capacity check
+keeps (`hfscraper.capacity`). With `--usage`, also the bytes on disk and inodes the mirror uses per part: entity
+folders per type, CARs per type, provenance, the state file, the rest, and per live entity of each type. That
+needs one lstat per file (15M at 5M entities: minutes), which is why it is asked for and not the default; a
+table kept up to date by every write would cost each entity a state write, for a number only this command reads.
+
 Exit code: 0 when the newest crawl of every listing is complete (and the provenance files, where the crawl
 records relations, are up to date), 1 when one is not (or there is no state yet), 2 for bad settings.
 """
@@ -32,8 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfscraper.capacity import file_system_totals, mirror_usage
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK
-from hfscraper.extensions.checkpoint import TOMBSTONE_GUARD_REASON, listing_is_locked, state_location
+from hfscraper.extensions.checkpoint import TOMBSTONE_GUARD_REASON, car_folder, listing_is_locked, state_location
 from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.items import format_hub_datetime
@@ -259,6 +267,7 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"pins on {backend}: {pins['pinned']}{deleted}")
     if report.get("provenance"):
         lines.append(render_provenance(report["provenance"]))
+    lines += _render_disks(report)
     for budget in report.get("ratelimits", ()):
         left = f"{budget['remaining']}/{budget['quota']}" if budget["quota"] is not None else str(budget["remaining"])
         window = f", window {budget['window']:g} s" if budget["window"] is not None else ""
@@ -267,6 +276,43 @@ def render(report: dict[str, Any]) -> str:
             f"{budget['resets_at']} (seen {budget['seen']})"
         )
     return "\n".join(lines)
+
+
+def _render_disks(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for fs in report.get("disks", ()):
+        inodes = (
+            f"; inodes {fs['inodes_used']:,} used, {fs['inodes_free']:,} free (reserve {fs['inodes_reserve']:,})"
+            if fs["inodes_total"]
+            else ""
+        )
+        lines.append(
+            f"disk {fs['mount']} ({' and '.join(fs['roles'])}): {_size(fs['bytes_used'])} used, "
+            f"{_size(fs['bytes_free'])} free (reserve {_size(fs['bytes_reserve'])}){inodes}"
+        )
+    usage = report.get("usage")
+    if usage is None:
+        lines.append("usage per type: run `scrapy status --usage` (walks the output folder)")
+        return lines
+    for part, counts in usage.items():
+        line = f"usage {part}: {_size(counts['bytes'])}, {counts['inodes']:,} inodes"
+        if counts.get("entities"):
+            line += (
+                f" ({_size(counts['bytes'] / counts['entities'])} and "
+                f"{counts['inodes'] / counts['entities']:.1f} inodes per entity)"
+            )
+        lines.append(line)
+    return lines
+
+
+def _usage(store_path: Path, output: Path, car_dir: Path, entities: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """`mirror_usage` with the live entities of each type (the denominator of 'per entity')."""
+    usage: dict[str, Any] = mirror_usage(output, car_dir, store_path)
+    for part, counts in usage.items():
+        repo_type = part.split(" ")[0]
+        if repo_type in entities and part.endswith((" folders", " CARs")):
+            counts["entities"] = entities[repo_type]["live"]
+    return usage
 
 
 def _render_previews(previews: dict[str, Any]) -> list[str]:
@@ -286,7 +332,7 @@ def _render_previews(previews: dict[str, Any]) -> list[str]:
 
 class Command(OfflineCommand):
     def syntax(self) -> str:
-        return "[--json]"
+        return "[--json] [--usage]"
 
     def short_desc(self) -> str:
         return "Show each listing's last crawl (complete: true|false, saved cursor) and entity counts"
@@ -294,6 +340,12 @@ class Command(OfflineCommand):
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
+        parser.add_argument(
+            "--usage",
+            action="store_true",
+            help="also count the bytes and inodes the mirror uses per type (walks the output folder: one lstat per "
+            "file, minutes at millions of entities)",
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
@@ -315,5 +367,13 @@ class Command(OfflineCommand):
                 report = collect(store)
             finally:
                 store.close()
+        try:
+            report["disks"] = file_system_totals(self.settings)
+        except OSError as exc:
+            report["disks"] = []
+            print(f"hfscraper: cannot read the disks' free space: {exc}", file=sys.stderr)
+        if opts.usage:
+            car_dir = car_folder(self.settings, output)
+            report["usage"] = _usage(path, output, car_dir, report.get("entities") or {})
         print(json.dumps(report, indent=2, ensure_ascii=False) if opts.json else render(report))
         self.exitcode = EXIT_OK if report["complete"] else EXIT_INCOMPLETE

@@ -18,7 +18,8 @@ Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
   ``POST reset-quota``, ``POST mutate`` (change the Hub while it runs: ``{"type": "model",
   "touch": [ids], "delete": [ids], "restore": [ids]}``; a touched repo gets a new ``sha`` and a
   ``lastModified`` newer than every other repo of its type, a deleted one vanishes from listings and
-  answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten).
+  answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten; a lazy Hub,
+  ``--lazy``, takes ``{"changed_fraction": F}`` or ``touch`` instead: ``hfscraper.replica.lazy``).
 
 CDN origin (``http://127.0.0.2:C``): ``GET|HEAD /xet-bridge-us/{repo _id}/{sha256}``
 with a valid signature; honours ``Range``; no rate-limit headers (the real CDN

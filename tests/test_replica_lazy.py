@@ -173,6 +173,12 @@ def test_changed_entities_list_first_and_a_restart_changes_the_same(tmp_path: Pa
         answer = live._call("POST", "/_replica/mutate", {"changed_fraction": 0.05})
         assert json.loads(answer)["changed"] == {"models": 10, "datasets": 2, "spaces": 2}
         after = {t: walk(live, t, "lastModified", limit=30) for t in COUNTS}
+        # A touch by id (the regular replica's mutate) puts that one first, with its new sha.
+        last = after["dataset"][0][-1]["id"]
+        touched = live.mutate("dataset", touch=[last])["touched"][last]
+        head = _get(live, "/api/datasets?sort=lastModified&limit=1&expand=sha&expand=lastModified").json()[0]
+        assert (head["id"], head["sha"], head["lastModified"]) == (last, touched["sha"], touched["lastModified"])
+        assert _get(live, f"/api/datasets/{quote(last)}").json()["sha"] == touched["sha"]
     changed_models = 10
     for repo_type, (items, _) in after.items():
         n = changed_models if repo_type == "model" else 2

@@ -311,28 +311,25 @@ class LazyHub:
                     indexes.append(entity._idx)
             if not indexes:
                 continue
-            done = kind.touch(indexes)
-            result["changed"][repo_type + "s"] = len(done)
-            for i in indexes:
-                if touch and len(result["touched"]) < 1000:  # a touch by id answers like the regular replica
-                    entity = self.entity(repo_type, i, cached=False)
-                    if entity.id in touch:
-                        result["touched"][entity.id] = {"sha": entity.sha, "lastModified": synth.hub_date(done[i][0])}
+            result["changed"][repo_type + "s"] = len(kind.touch(indexes))
         self._cache.clear()
+        for repo_id in touch:  # a touch by id answers like the regular replica's
+            entity = self.get(repo_types[0], repo_id)
+            if entity is not None:
+                result["touched"][repo_id] = {"sha": entity.sha, "lastModified": entity.sort_value("lastModified")}
         return result
 
     # ------------------------------------------------------------------ drawing entities
-    def entity(self, repo_type: str, i: int, *, cached: bool = True) -> synth.Entity:
+    def entity(self, repo_type: str, i: int) -> synth.Entity:
+        """Entity *i* of a type (0 <= i < its count), drawn or from the cache of recently drawn ones."""
         key = (repo_type, i)
-        entity = self._cache.get(key) if cached else None
+        entity = self._cache.get(key)
         if entity is not None:
             self._cache.move_to_end(key)
             return entity
-        entity = _DRAW[repo_type](self, i)
-        if cached:
-            self._cache[key] = entity
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+        entity = self._cache[key] = _DRAW[repo_type](self, i)
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
         return entity
 
     def owner(self, k: int) -> str:

@@ -43,10 +43,12 @@ Rows:
 - `export/time`, `export/peak_rss`: `scrapy export`'s wall time and `ru_maxrss` (MiB).
 - `incremental/time`: the incremental crawl's wall time. Goal <= 120 s at N = 1,500,000 (informative below);
   `incremental/requests`: Hub requests it made; `incremental/changed`: entities it stored anew.
-- `replica/peak_rss_n<N>`, `replica/peak_rss_n<N/10>`: the lazy replica's own peak RSS (VmHWM) after serving
-  everything (flat in N); `replica/serving_entities_per_s`: models per second of 1,000-item listing pages with the
-  crawl's `expand`, one client, sequential; `replica/crawl_cpu_s`: the replica's CPU seconds during the full crawl
-  (it shares the machine with the crawl).
+- `replica/peak_rss_n<N>`, `replica/peak_rss_n<N/10>`: the lazy replica's own peak RSS (VmHWM) right after the
+  crawlall of N or N/10 (the same work: flat in N; its peak at the end of the run is in the details);
+  `replica/serving_entities_per_s`: models per second of 1,000-item listing pages with the crawl's `expand`, one
+  client (this process, parsing the JSON too), sequential; `replica/serving_entities_per_cpu_s`: the same models per
+  CPU second of the replica (steadier than wall time on a shared machine); `replica/crawl_cpu_s`: the replica's CPU
+  seconds during the full crawl (it shares the machine with the crawl).
 
 Everything goes to a temporary folder in the system's temp folder (`BENCH_SCALE_TMP` names another), removed at the
 end. `run(smoke=True)` crawls 1,200 entities (120 for the small run): it only checks that the benchmark works.
@@ -349,6 +351,7 @@ def serving_rate(replica: Any, pages: int) -> dict[str, Any]:
         f"expand={e}" for e in DEFAULT_EXPAND["model"]
     )
     served = 0
+    cpu = process_cpu_s(replica.process.pid)
     started = time.monotonic()
     for _ in range(pages):
         got = fetch(url, timeout=120)
@@ -360,7 +363,14 @@ def serving_rate(replica: Any, pages: int) -> dict[str, Any]:
             break
         url = link[1 : link.index(">")]
     seconds = time.monotonic() - started
-    return {"entities": served, "seconds": round(seconds, 3), "entities_per_s": round(served / seconds, 1)}
+    cpu = process_cpu_s(replica.process.pid) - cpu
+    return {
+        "entities": served,
+        "seconds": round(seconds, 3),
+        "entities_per_s": round(served / seconds, 1),
+        "replica_cpu_s": round(cpu, 2),
+        "entities_per_cpu_s": round(served / cpu, 1) if cpu > 0 else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -399,11 +409,13 @@ def run(*, smoke: bool = False) -> BenchResult:
             _progress("small", details["small"])
         shutil.rmtree(root / "small", ignore_errors=True)
         with run_replica(tmp_dir=root / "replica", seed=SEED, extra_args=lazy, truth=False, **split(n)) as replica:
-            details["serving"] = serving_rate(replica, cfg["serving_pages"])
             print(f"bench scale: crawlall of {n} entities", file=sys.stderr, flush=True)
             folders = Folders(root / "full")
             details["full"] = crawl_run(replica, folders, timeout)
+            # After the same work as the small replica's: one crawlall.
+            details["replica_peak_rss_mib"] = process_peak_mib(replica.process.pid)
             _progress("full", details["full"])
+            details["serving"] = serving_rate(replica, cfg["serving_pages"])
             t0 = time.monotonic()
             details["disk"] = disk_usage(folders)
             details["disk_walk_s"] = round(time.monotonic() - t0, 1)
@@ -416,7 +428,7 @@ def run(*, smoke: bool = False) -> BenchResult:
             print(f"bench scale: incremental crawlall after {details['changed']} changed", file=sys.stderr, flush=True)
             details["incremental"] = crawl_run(replica, folders, timeout, "since=auto")
             _progress("incremental", details["incremental"])
-            details["replica_peak_rss_mib"] = process_peak_mib(replica.process.pid)
+            details["replica_peak_rss_end_mib"] = process_peak_mib(replica.process.pid)
         cleanup = time.monotonic()
     details["cleanup_s"] = round(time.monotonic() - cleanup, 1)
     total = time.monotonic() - started
@@ -502,6 +514,8 @@ def build_rows(d: dict[str, Any]) -> list[Row]:
         Row(NAME, f"replica/peak_rss_n{n}", d["replica_peak_rss_mib"], "MiB (lazy replica, VmHWM)"),
         Row(NAME, f"replica/peak_rss_n{small_n}", d["replica_small_peak_rss_mib"], "MiB (lazy replica, VmHWM)"),
         Row(NAME, "replica/serving_entities_per_s", d["serving"]["entities_per_s"], "models/s (1,000-item pages)"),
+        Row(NAME, "replica/serving_entities_per_cpu_s", d["serving"]["entities_per_cpu_s"],
+            "models per replica CPU second (1,000-item pages)"),
         Row(NAME, "replica/crawl_cpu_s", full["replica_cpu_s"], "CPU s (replica, during the full crawl)"),
     ]  # fmt: skip
     return rows

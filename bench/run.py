@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "crawl": "bench.crawl",
     "verify": "bench.verify",
     "chaos": "bench.chaos",
+    "scale": "bench.scale",
 }
 
 

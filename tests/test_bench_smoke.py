@@ -116,3 +116,22 @@ def test_chaos_bench_smoke(tmp_path: Path) -> None:
     assert metrics["verify_exit"]["value"] == 0 and metrics["duplicate_feed_ids"]["value"] == 0
     assert {run["exit"] for run in details["runs"]} >= {"SIGKILL", 0}
     assert "| chaos | result |" in table
+
+
+def test_scale_bench_smoke(tmp_path: Path) -> None:
+    payload, metrics, table = _smoke(tmp_path, "scale")
+    expected = (
+        "crawl/entities_per_s baseline/entities_per_s ratio/hfscraper_vs_baseline memory/peak_rss_ratio "
+        "disk/inodes_per_entity disk/bytes_ratio disk/allocated_ratio provenance/rebuild_time export/time "
+        "incremental/time incremental/requests replica/serving_entities_per_s"
+    )
+    assert {*expected.split(), *(f"crawl/{t}/entities_per_s" for t in ("model", "dataset", "space"))} <= set(metrics)
+    details = payload["details"]["scale"]
+    n = details["n"]
+    # Every entity crawled and listed by the baseline; the disk measured by part; 1% changed, only those re-stored.
+    assert details["full"]["entities"] == details["baseline"]["entities"] == n == 1200
+    assert {"entities", "state"} <= set(details["disk"]) and details["disk"]["entities"]["metadata_json"] == n
+    changed = sum(details["changed"].values())
+    assert changed == 12 and changed <= details["incremental"]["stored"] < changed + 10
+    assert metrics["provenance/rebuild_time"]["value"] is not None
+    assert "| scale | crawl/entities_per_s |" in table

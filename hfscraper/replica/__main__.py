@@ -4,7 +4,11 @@
         [--latency-ms L] [--quota-api Q --quota-resolvers Q --quota-pages Q --quota-window W] \\
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
         [--approved-token T]... [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
-        [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0]
+        [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0] \\
+        [--lazy [--changed-fraction F]]
+
+``--lazy`` serves a Hub of any size in constant memory (entities drawn on demand, arithmetic listings:
+``hfscraper.replica.lazy``); it has no ground truth and no hostile or big-file extras.
 
 Once the three origins (Hub, CDN, dataset viewer) serve, it prints exactly one line, ``ready http://HOST:PORT``,
 on stdout (everything else goes to stderr through logging).  With ``--truth`` the
@@ -72,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--approved-token", action="append", default=[], help="token granted gated and private repos")
     parser.add_argument("--cdn-ttl", type=int, default=3600, help="lifetime of signed CDN URLs in seconds")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
+    parser.add_argument(
+        "--lazy", action="store_true", help="draw entities on demand: constant memory at any size (hub scale)"
+    )
+    parser.add_argument(
+        "--changed-fraction", type=float, default=0.0, help="with --lazy: start with this share of each type changed"
+    )
     return parser
 
 
@@ -96,16 +106,23 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
     from hfscraper.replica.synth import build_hub
 
     started = time.monotonic()
-    hub = build_hub(
-        args.models,
-        args.datasets,
-        args.spaces,
-        seed=args.seed,
-        hostile_ids=args.hostile_ids,
-        big_file_mib=args.big_file_mib,
-        hostile_files=args.hostile_files,
-        hostile_cards=args.hostile_cards,
-    )
+    if args.lazy:
+        from hfscraper.replica.lazy import LazyHub
+
+        hub: Any = LazyHub(args.models, args.datasets, args.spaces, seed=args.seed)
+        if args.changed_fraction:
+            hub.mutate({"changed_fraction": args.changed_fraction})
+    else:
+        hub = build_hub(
+            args.models,
+            args.datasets,
+            args.spaces,
+            seed=args.seed,
+            hostile_ids=args.hostile_ids,
+            big_file_mib=args.big_file_mib,
+            hostile_files=args.hostile_files,
+            hostile_cards=args.hostile_cards,
+        )
     logger.info("synthetic hub built in %.2fs", time.monotonic() - started)
     options = ReplicaOptions(
         seed=args.seed,
@@ -152,6 +169,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.quota_window < 1:
         parser.error("--quota-window must be >= 1")
+    if args.lazy:
+        extras = [flag for flag, on in (("--truth", args.truth is not None), ("--hostile-ids", args.hostile_ids),
+                  ("--hostile-files", args.hostile_files), ("--hostile-cards", args.hostile_cards),
+                  ("--big-file-mib", args.big_file_mib > 0)) if on]  # fmt: skip
+        if extras:
+            parser.error(f"{', '.join(extras)}: not available with --lazy")
+    elif args.changed_fraction:
+        parser.error("--changed-fraction needs --lazy (the regular replica changes through POST /_replica/mutate)")
+    if not 0 <= args.changed_fraction <= 1:
+        parser.error("--changed-fraction must be between 0 and 1")
     try:
         asyncio.run(serve(args, faults))
     except OSError as exc:

@@ -18,7 +18,8 @@ Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
   ``POST reset-quota``, ``POST mutate`` (change the Hub while it runs: ``{"type": "model",
   "touch": [ids], "delete": [ids], "restore": [ids]}``; a touched repo gets a new ``sha`` and a
   ``lastModified`` newer than every other repo of its type, a deleted one vanishes from listings and
-  answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten).
+  answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten; a lazy Hub,
+  ``--lazy``, takes ``{"changed_fraction": F}`` or ``touch`` instead: ``hfscraper.replica.lazy``).
 
 CDN origin (``http://127.0.0.2:C``): ``GET|HEAD /xet-bridge-us/{repo _id}/{sha256}``
 with a valid signature; honours ``Range``; no rate-limit headers (the real CDN
@@ -178,9 +179,14 @@ class HubReplica:
         self.hub = hub
         self.options = options
         started = time.monotonic()
-        self.indexes = {t: ListingIndex(t, hub.entities(t)) for t in REPO_TYPES.values()}
-        logger.info("listing indexes built in %.2fs", time.monotonic() - started)
-        self.by_mongo_id = {e.mongo_id: e for t in REPO_TYPES.values() for e in hub.entities(t)}
+        if getattr(hub, "lazy", False):
+            # hfscraper.replica.lazy: listings and _id lookups are arithmetic, nothing to index up front.
+            self.indexes: dict[str, Any] = hub.listing_indexes()
+            self.by_mongo_id: Any = hub.by_mongo_id
+        else:
+            self.indexes = {t: ListingIndex(t, hub.entities(t)) for t in REPO_TYPES.values()}
+            logger.info("listing indexes built in %.2fs", time.monotonic() - started)
+            self.by_mongo_id = {e.mongo_id: e for t in REPO_TYPES.values() for e in hub.entities(t)}
         self.limiter = RateLimiter(quotas=dict(options.quotas), window=options.window)
         self.faults = FaultInjector(options.faults, seed=options.seed)
         self.log = RequestLog(options.request_log)
@@ -937,6 +943,11 @@ class HubReplica:
 
     def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
         """Touch, delete or restore repos of one type (the ``POST /_replica/mutate`` admin endpoint)."""
+        if getattr(self.hub, "lazy", False):
+            result = self.hub.mutate(change)
+            self._trees.clear()
+            logger.info("replica mutated: %s", result["changed"])
+            return result
         repo_type = REPO_TYPES.get(change["type"] + "s", change["type"])
         if repo_type not in self.deleted:
             raise ValueError(f"unknown type {change['type']!r}")

@@ -509,6 +509,8 @@ def check_repo_id(repo_id: object) -> str:
         raise HostileIdError("empty", repo_id, "the id is empty")
     if len(repo_id) > MAX_ID_LENGTH:
         raise HostileIdError("too_long", repo_id, f"{len(repo_id)} characters (at most {MAX_ID_LENGTH})")
+    if repo_id.isascii() and repo_id.isprintable():
+        return repo_id  # no control character, no surrogate: the common case, without a look at each character
     for position, char in enumerate(repo_id):
         if unicodedata.category(char) == "Cc":
             raise HostileIdError(

@@ -394,8 +394,14 @@ class KuboBackend:
         for root in roots:
             error = reported.get(parse_cid(root).bytes)
             if error is None:
-                problems[root] = f"dag/import of {car_path.name}: the node did not report this root"
-            elif error:
+                # js-ipfs reports only some roots of a CAR with several: its blocks were imported all the same
+                try:
+                    await self.client.pin_add(root)
+                except IpfsError as exc:
+                    problems[root] = f"dag/import of {car_path.name}: the root is not pinned ({exc.message})"
+                    continue
+                error = ""
+            if error:
                 problems[root] = f"the node imported {car_path.name} but did not pin the root: {error}"
             elif not await self.client.pin_ls(root):
                 problems[root] = "the node does not list the imported root as pinned (pin/ls)"

@@ -227,14 +227,15 @@ def known_cars(store: StateStore) -> set[str]:
     return {row[0] for row in store.db.execute("SELECT name FROM car_packs")}
 
 
-def sparse_packs(store: StateStore, max_live: float, limit: int) -> list[tuple[str, int, int]]:
-    """Packs (`(name, refs, entities)`) whose live share (refs / entities) is at most *max_live*, fullest last."""
+def sparse_packs(store: StateStore, max_live: float, min_entities: int, limit: int) -> list[tuple[str, int, int]]:
+    """Packs (`(name, refs, entities)`) worth compacting: at most *max_live* of their entities still pinned, or
+    written with fewer than *min_entities*; sparsest first."""
     return [
         (row[0], row[1], row[2])
         for row in store.db.execute(
-            "SELECT name, refs, entities FROM car_packs WHERE entities > 1 AND refs <= entities * ? "
-            "ORDER BY refs * 1.0 / entities LIMIT ?",
-            (max_live, limit),
+            "SELECT name, refs, entities FROM car_packs WHERE name LIKE 'packs/%' "
+            "AND (refs <= entities * ? OR entities < ?) ORDER BY refs * 1.0 / entities LIMIT ?",
+            (max_live, min_entities, limit),
         )
     ]
 

@@ -137,8 +137,12 @@ HASH_WORKERS: Final = max(1, min(4, os.cpu_count() or 1))
 BATCH_SIZE: Final = 128
 #: Packs with at most this share of their entities still pinned are compacted at the end of a crawl.
 COMPACT_LIVE_SHARE: Final = 0.25
-#: Packs compacted at most per crawl end (each is read once).
-COMPACT_MAX_PACKS: Final = 1000
+#: Packs written with fewer entities than this (items that reached the stage one by one, as in a files crawl or
+#: a small incremental run) are merged at the end of a crawl.
+COMPACT_MIN_ENTITIES: Final = 64
+#: Packs compacted at most per crawl end (each is read once), and the most entities a compacted pack holds.
+COMPACT_MAX_PACKS: Final = 5000
+COMPACT_PACK_ENTITIES: Final = 4096
 
 _T = TypeVar("_T")
 
@@ -639,9 +643,9 @@ class IpfsPipeline:
         a worker thread). How many packs were compacted."""
         state = self.state
         assert state is not None
-        sparse = state.submit(sparse_packs, COMPACT_LIVE_SHARE, COMPACT_MAX_PACKS).result()
-        if len(sparse) < 2 and not any(refs == 0 for _, refs, _ in sparse):
-            return 0  # one sparse pack alone: copying it would make another sparse-looking pack
+        sparse = state.submit(sparse_packs, COMPACT_LIVE_SHARE, COMPACT_MIN_ENTITIES, COMPACT_MAX_PACKS).result()
+        if len(sparse) < 2 and not any(refs * 4 <= entities for _, refs, entities in sparse):
+            return 0  # one small pack alone: copying it would give the same pack
         by_type: dict[str, list[str]] = {}
         for name, _, _ in sparse:
             parts = name.split("/")
@@ -649,16 +653,20 @@ class IpfsPipeline:
                 by_type.setdefault(parts[1], []).append(name)
         compacted = 0
         for folder, names in by_type.items():
-            compacted += self._compact_packs(folder, names)
+            pins: list[PinRow] = []
+            group: list[str] = []
+            for name in names:
+                group.append(name)
+                pins += [p for p in state.submit(pins_in_car, name).result() if p.in_pack]
+                if len(pins) >= COMPACT_PACK_ENTITIES or name == names[-1]:
+                    compacted += self._compact_packs(folder, group, pins)
+                    pins, group = [], []
         self._count_later("hfscraper/ipfs/pack/compacted", compacted)
         return compacted
 
-    def _compact_packs(self, folder: str, names: list[str]) -> int:
+    def _compact_packs(self, folder: str, names: list[str], pins: list[PinRow]) -> int:
         state = self.state
         assert state is not None
-        pins: list[PinRow] = []
-        for name in names:
-            pins += [p for p in state.submit(pins_in_car, name).result() if p.in_pack]
         ensure_directory(self.scratch_dir)
         moved: list[PinRow] = []
         target = pack_name(folder)

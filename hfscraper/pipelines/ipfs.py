@@ -88,7 +88,7 @@ from hfscraper.ipfs.backends import IpfsBackend, build_backend, pack_roots_or_no
 from hfscraper.ipfs.car import CarReadError
 from hfscraper.ipfs.kubo import node_builds_same_dag
 from hfscraper.ipfs.multiformats import cid_to_str, parse_cid
-from hfscraper.ipfs.packs import PackWriter, pack_name, pack_pid, read_range
+from hfscraper.ipfs.packs import PackWriter, check_range, pack_name, pack_pid, read_range
 from hfscraper.ipfs.pins import (
     FOLDER_PATH,
     Addressing,
@@ -501,14 +501,22 @@ class IpfsPipeline:
         entity.offset, entity.length, entity.written = placed.offset, placed.length, True
 
     def _holds(self, pin: PinRow, held: dict[str, list[str]]) -> bool:
-        """Whether the CAR a pin names is on disk with the pin's root in its header (headers read once a batch)."""
-        if not pin.car_path:
+        """Whether the CAR a pin names is on disk with the pin's root: a pack's header names it and the entity's
+        range holds its blocks, hashes checked (an entity comes back with the same root after a repair); an own
+        CAR's header names it (headers read once a batch)."""
+        if not pin.car_path or pin.profile != self.profile.name:
             return False
         path = self.car_dir / pin.car_path
+        if pin.car_offset is not None and pin.car_length is not None:
+            try:
+                check_range(path, pin.car_offset, pin.car_length, pin.root_cid)
+            except (OSError, CarReadError):
+                return False
+            return True
         key = str(path)
         if key not in held:
             held[key] = pack_roots_or_none(path)
-        return pin.root_cid in held[key] and pin.profile == self.profile.name
+        return held[key] == [pin.root_cid]
 
     def _pin(self, entities: list[_Entity]) -> None:
         """Have the backend pin the new roots (one call per CAR); unchanged roots are confirmed on a node."""

@@ -3,10 +3,11 @@
 Every file under the folder (path relative to it, size, modification time in nanoseconds) and the entity's CAR,
 hashed together. The CAR is the one the state's `pins` row names (given the state): for a pack, what identifies
 the entity's CAR in it (pack, root, byte range) and the pack file's size and time; without a pin row (or without
-the state), the entity layout's `<car dir>/<type>/<folder>.car`. A later run that would skip the entity as unchanged recomputes it first, at the cost of one
-`stat` per file: a file changed (even a byte in place: its mtime moves), truncated, deleted or added, a deleted
-CAR, a folder gone, and the entity is processed again instead of being taken for complete. What it cannot see (a
-change that keeps size and mtime) is `scrapy verify`'s job, which rehashes every byte.
+the state), the entity layout's `<car dir>/<type>/<folder>.car`. A later run that would skip the entity as
+unchanged recomputes it first, at the cost of one `stat` per file: a file changed (even a byte in place: its mtime
+moves), truncated, deleted or added, a deleted CAR or pack, a folder gone, and the entity is processed again
+instead of being taken for complete. What it cannot see (a change that keeps size and mtime) is `scrapy verify`'s
+job, which rehashes every byte.
 
 Left out: leftovers of interrupted atomic writes (`TEMP_PREFIX...`, swept by the crawl) and `tombstone.json`
 (written and removed by the crawl state itself).

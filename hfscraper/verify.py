@@ -343,7 +343,6 @@ class _FolderCheck:
             if roots != [c.cid]:
                 self.problem("car", f"CAR {car}: root {', '.join(roots) or 'none'}, expected {c.cid}")
 
-
     def check_pack(self, car: Path, offset: int, length: int) -> None:
         c = self.check
         assert c.cid is not None

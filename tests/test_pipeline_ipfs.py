@@ -409,6 +409,4 @@ def test_unfinished_cars_of_killed_runs_are_swept(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.run(model(), files={"README.md": b"readme\n"})
     assert sorted(os.listdir(scratch)) == sorted(kept)  # this run's own CAR went through and left nothing
-    assert read_car(entity_car(h))[0] == [
-        (h.folder(model()) / CID_FILE).read_text().strip()
-    ]
+    assert read_car(entity_car(h))[0] == [(h.folder(model()) / CID_FILE).read_text().strip()]

@@ -197,9 +197,12 @@ def record_batch(
             db.execute("UPDATE car_packs SET refs = refs + 1 WHERE name = ?", (pin.car_path,))
             if old is not None:
                 released.append(old[1])
-                if old[0] != pin.root_cid and not db.execute(
-                    "SELECT 1 FROM pins WHERE root_cid = ? AND backend = ? LIMIT 1", (old[0], backend)
-                ).fetchone():
+                if (
+                    old[0] != pin.root_cid
+                    and not db.execute(
+                        "SELECT 1 FROM pins WHERE root_cid = ? AND backend = ? LIMIT 1", (old[0], backend)
+                    ).fetchone()
+                ):
                     unpin.append((old[0], f"{entry.repo_type}:{entry.id}"))
         dead = _release_cars(store, released)
     return BatchOutcome(unpin, dead)
@@ -280,8 +283,14 @@ def ipfs_summary(store: StateStore) -> dict[str, Any]:
 
 
 def move_pins(
-    store: StateStore, old: list[str], moved: list[PinRow], target: str, size: int, when: str,
-    output_dir: Path | None = None, car_dir: Path | None = None,
+    store: StateStore,
+    old: list[str],
+    moved: list[PinRow],
+    target: str,
+    size: int,
+    when: str,
+    output_dir: Path | None = None,
+    car_dir: Path | None = None,
 ) -> list[str]:
     """Compaction, in one transaction: point each of *moved* at the new pack *target* (unless its pin changed
     meanwhile), drop their references to the *old* packs, reseal the moved entities (their CAR is part of the seal);

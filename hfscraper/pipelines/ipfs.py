@@ -550,8 +550,11 @@ class IpfsPipeline:
             for e in group:
                 problem = problems.get(e.root)
                 if problem is not None:
-                    error = problem if isinstance(problem, BaseException) else IpfsPinError(problem, cid=e.root,
-                                                                                            entity=e.job.label)
+                    error = (
+                        problem
+                        if isinstance(problem, BaseException)
+                        else IpfsPinError(problem, cid=e.root, entity=e.job.label)
+                    )
                     e.failed = Failed(reason, error)
         if backend.name == "embedded":
             return

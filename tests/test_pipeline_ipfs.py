@@ -410,3 +410,51 @@ def test_unfinished_cars_of_killed_runs_are_swept(tmp_path: Path) -> None:
     h.run(model(), files={"README.md": b"readme\n"})
     assert sorted(os.listdir(scratch)) == sorted(kept)  # this run's own CAR went through and left nothing
     assert read_car(entity_car(h))[0] == [(h.folder(model()) / CID_FILE).read_text().strip()]
+
+
+def test_a_batch_is_one_pack_and_a_bad_entity_fails_alone(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    good, bad, other = model("org/good"), model("org/bad"), model("org/other")
+
+    async def go() -> list[Any]:
+        for item in (good, bad, other):
+            await h.store.process_item(item)
+        os.mkfifo(h.folder(bad) / "a-fifo")  # UnixFS cannot hold it: this entity fails, half-way through its DAG
+        await h.ipfs.open_spider()
+        try:
+            return await asyncio.gather(*(h.ipfs.process_item(i) for i in (good, bad, other)), return_exceptions=True)
+        finally:
+            await h.ipfs.engine_stopped()
+
+    results = asyncio.run(go())
+    assert results[0] is good and results[2] is other
+    assert isinstance(results[1], StageFailed) and "a-fifo" in str(results[1])
+    assert not (h.folder(bad) / CID_FILE).exists()
+    (pack,) = (h.output / "car" / "packs" / "models").iterdir()
+    roots = [(h.folder(i) / CID_FILE).read_text().strip() for i in (good, other)]
+    assert read_car(pack)[0] == [*roots, roots[0]]  # the failed entity's slot repeats a root
+    assert sum(1 for _ in read_car(pack)[1]) == sum(1 for i in (good, other) for _ in read_car(entity_car(h, i.id))[1])
+    for item in (good, other):
+        assert entity_car(h, item.id).read_bytes() == _write_car_bytes(h.folder(item), tmp_path)
+    assert h.stat("hfscraper/ipfs/batches") == 1 and h.stat("hfscraper/ipfs/pack/written") == 1
+    assert h.stat("hfscraper/ipfs/failed/folder") == 1 and h.stat("hfscraper/ipfs/entities") == 2
+
+
+def test_a_symlinked_entity_folder_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metadata.json").write_text('{"id": "org/linked"}\n')
+    (h.output / "models").mkdir(parents=True)
+    os.symlink(elsewhere, h.folder(model("org/linked")))
+
+    async def go() -> Any:
+        await h.ipfs.open_spider()
+        try:
+            return await h.ipfs.process_item(model("org/linked"))
+        finally:
+            await h.ipfs.engine_stopped()
+
+    with pytest.raises(StageFailed, match="symbolic link"):
+        asyncio.run(go())
+    assert not (elsewhere / CID_FILE).exists()

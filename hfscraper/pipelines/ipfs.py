@@ -139,7 +139,7 @@ BATCH_SIZE: Final = 128
 COMPACT_LIVE_SHARE: Final = 0.25
 #: Packs written with fewer entities than this (items that reached the stage one by one, as in a files crawl or
 #: a small incremental run) are merged at the end of a crawl.
-COMPACT_MIN_ENTITIES: Final = 64
+COMPACT_MIN_ENTITIES: Final = 8
 #: Packs compacted at most per crawl end (each is read once), and the most entities a compacted pack holds.
 COMPACT_MAX_PACKS: Final = 5000
 COMPACT_PACK_ENTITIES: Final = 4096

@@ -72,6 +72,7 @@ ipfs.profile                HFSCRAPER_IPFS_PROFILE - the import parameters that 
 ipfs.backend                HFSCRAPER_IPFS_BACKEND - where roots are pinned: ``embedded`` or ``kubo``
 ipfs.api                    HFSCRAPER_IPFS_API - the kubo RPC base URL of the ``kubo`` backend
 ipfs.car_dir                HFSCRAPER_IPFS_CAR_DIR - where the CARs go (default ``<output_dir>/car``)
+ipfs.car_layout             HFSCRAPER_IPFS_CAR_LAYOUT - ``pack`` (many entities per CAR) or ``entity`` (one each)
 ipfs.unpin_deleted          HFSCRAPER_IPFS_UNPIN_DELETED - unpin entities a full sweep marked deleted
 ipfs.verify_add             HFSCRAPER_IPFS_VERIFY_ADD - also ``add`` each file on the node and compare CIDs
 ipfs.timeout                HFSCRAPER_IPFS_TIMEOUT - the longest one call to the node may take, in seconds
@@ -712,8 +713,16 @@ SCHEMA: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "ipfs.car_dir", "HFSCRAPER_IPFS_CAR_DIR", PATH, None,
-        "Where the CARs are written, one per entity folder: `<car_dir>/<type>/<folder>.car`. Unset: "
-        "`<output_dir>/car`, outside every entity folder.",
+        "Where the CARs are written (see `ipfs.car_layout`). Unset: `<output_dir>/car`, outside every entity "
+        "folder.",
+    ),
+    Setting(
+        "ipfs.car_layout", "HFSCRAPER_IPFS_CAR_LAYOUT", ENUM, "pack",
+        "`pack`: the entities addressed together share one CARv1 with one root each, "
+        "`<car_dir>/packs/<type>/<time>-<pid>-<n>.car` (no inode per entity; `scrapy car TYPE ID` writes one "
+        "entity's own CAR); packs no entity points into any more are deleted, sparse ones compacted. `entity`: "
+        "one single-root CAR per entity folder, `<car_dir>/<type>/<folder>.car`.",
+        choices=("pack", "entity"),
     ),
     Setting(
         "ipfs.unpin_deleted", "HFSCRAPER_IPFS_UNPIN_DELETED", BOOL, False,

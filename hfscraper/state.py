@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 6, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 7, in the `meta` table; an older file gets the new tables when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -25,6 +25,8 @@ What it holds (schema version 6, in the `meta` table; an older file gets the new
 - `ratelimits` (since version 5): per host and bucket, the last rate-limit budget a crawl saw (the numbers of the
   `RateLimit` and `RateLimit-Policy` headers: remaining, seconds to the reset, quota, window) and when; written
   every few seconds during a crawl and when it closes (`hfscraper.extensions.progress`), shown by `scrapy status`.
+- `car_packs` (since version 7), and `pins.car_offset`/`car_length`: the CAR packs of the IPFS stage, how many pins
+  still point into each, and where each entity's blocks lie in its pack (see `hfscraper.ipfs.packs`).
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -62,7 +64,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -217,6 +219,13 @@ CREATE TABLE IF NOT EXISTS provenance_aliases (
     checked_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, old_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS car_packs (
+    name TEXT PRIMARY KEY,
+    refs INTEGER NOT NULL,
+    entities INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ratelimits (
     host TEXT NOT NULL,
     bucket TEXT NOT NULL,
@@ -230,8 +239,13 @@ CREATE TABLE IF NOT EXISTS ratelimits (
 """
 
 
-#: Columns added to existing tables since version 1: `(table, column, type)` (`entities.seal` since version 6).
-_ADDED_COLUMNS: Final = (("entities", "seal", "TEXT"),)
+#: Columns added to existing tables since version 1: `(table, column, type)` (`entities.seal` since version 6,
+#: `pins.car_offset` and `pins.car_length` since version 7).
+_ADDED_COLUMNS: Final = (
+    ("entities", "seal", "TEXT"),
+    ("pins", "car_offset", "INTEGER"),
+    ("pins", "car_length", "INTEGER"),
+)
 
 
 class StateError(Exception):

@@ -12,8 +12,9 @@ For every entity of the chosen types in the state (`entities`), in id order, its
 - when the entity's folder was content-addressed by its last processing (stage `ipfs`), the folder's CID is
   recomputed with the recorded profile in the same pass over the bytes (as `ipfs add -r --hidden` gives it, without
   `ipfs_cid.txt` and `tombstone.json`) and must be the CID the state recorded; `ipfs_cid.txt` must hold it; each CAR
-  the `pins` table names (else the default `<car dir>/<type>/<folder>.car`) must be there with that single root
-  (its header is read, not its blocks);
+  the `pins` table names (else the default `<car dir>/<type>/<folder>.car`) must be there: an entity's own CAR with
+  that single root (its header is read, not its blocks), a pack with that root in its header and the entity's
+  recorded byte range holding its blocks (each hash checked), the root's block last;
 - an entity the state calls stored (stage `stored`) must have its folder.
 
 One problem is reported per cause: a file that fails its hash also changes the folder's CID, which is then not
@@ -46,6 +47,7 @@ from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.ipfs.car import CarReadError, read_car
+from hfscraper.ipfs.packs import check_range
 from hfscraper.ipfs.profiles import Profile, get_profile
 from hfscraper.ipfs.unixfs import Importer, Link, UnsupportedFileError
 from hfscraper.repofiles import RESERVED_NAMES
@@ -97,7 +99,8 @@ class EntityCheck:
     files: dict[str, dict[str, object]]
     profile: Profile | None
     cid: str | None
-    cars: tuple[Path, ...]
+    #: (path, byte offset, length) of each CAR; offset and length are None for the entity's own CAR.
+    cars: tuple[tuple[Path, int | None, int | None], ...]
 
 
 @dataclass
@@ -323,7 +326,10 @@ class _FolderCheck:
         c = self.check
         if c.cid is None:
             return
-        for car in c.cars:
+        for car, offset, length in c.cars:
+            if offset is not None and length is not None:
+                self.check_pack(car, offset, length)
+                continue
             try:
                 roots, blocks = read_car(car)
             except FileNotFoundError:
@@ -336,6 +342,17 @@ class _FolderCheck:
             blocks.close()
             if roots != [c.cid]:
                 self.problem("car", f"CAR {car}: root {', '.join(roots) or 'none'}, expected {c.cid}")
+
+    def check_pack(self, car: Path, offset: int, length: int) -> None:
+        c = self.check
+        assert c.cid is not None
+        try:
+            check_range(car, offset, length, c.cid)
+        except FileNotFoundError:
+            if not c.deleted:
+                self.problem("car", f"CAR pack {car}: missing")
+        except (OSError, CarReadError) as exc:
+            self.problem("car", f"CAR pack {car}: {exc}")
 
 
 def check_entity(check: EntityCheck, progress: _Progress | None = None) -> EntityResult:
@@ -370,7 +387,7 @@ def _entity_check(
         )
     }
     profile = cid = None
-    cars: tuple[Path, ...] = ()
+    cars: tuple[tuple[Path, int | None, int | None], ...] = ()
     # A folder addressed by an older processing and processed since without the IPFS stage has a stale record;
     # an entity with no stage (never finished, or marked for the next crawl) keeps its last record to check.
     if "ipfs" in stages or not stages:
@@ -384,14 +401,14 @@ def _entity_check(
             except ValueError:
                 profile = None  # a profile this version does not know: the CID cannot be recomputed
             paths = [
-                Path(p)
-                for (p,) in store.db.execute(
-                    "SELECT DISTINCT car_path FROM pins WHERE repo_type = ? AND id = ? AND car_path IS NOT NULL "
-                    "ORDER BY car_path",
+                (car_dir / p, offset, length)  # relative to the CAR folder (older rows: absolute)
+                for (p, offset, length) in store.db.execute(
+                    "SELECT DISTINCT car_path, car_offset, car_length FROM pins WHERE repo_type = ? AND id = ? "
+                    "AND car_path IS NOT NULL ORDER BY car_path",
                     (repo_type, repo_id),
                 )
             ]
-            cars = tuple(paths) or (car_dir / OUTPUT_FOLDERS[repo_type] / f"{name}.car",)
+            cars = tuple(paths) or ((car_dir / OUTPUT_FOLDERS[repo_type] / f"{name}.car", None, None),)
     return EntityCheck(
         repo_type=repo_type, id=repo_id, folder=output_dir / OUTPUT_FOLDERS[repo_type] / name,
         stored="stored" in stages, deleted=deleted_at is not None, files=files, profile=profile, cid=cid, cars=cars,

@@ -24,7 +24,9 @@ import pytest
 from hfscraper.hub import entity_folder_name
 from hfscraper.ipfs import directory_cid, read_car, unpack_car
 from hfscraper.ipfs.kubo import KuboRpcClient
+from hfscraper.ipfs.pins import write_entity_car
 from hfscraper.pipelines.ipfs import CID_FILE
+from hfscraper.state import StateStore, state_file_path
 from tests.support.crawl import REPO_ROOT, _scrapy_command, crawl, public
 from tests.support.ipfs_node import IpfsNode, ipfs_node_fixture
 from tests.support.replica import ReplicaHandle, replica_fixture
@@ -61,6 +63,18 @@ def status_json(output: Path) -> dict[str, Any]:
     return json.loads(status_output(output, "--json"))
 
 
+def entity_car(out: Path, folder_name: str, dest: Path) -> Path:
+    """The entity's own CAR, cut from its pack (what `scrapy car` writes), at *dest*."""
+    repo_id = json.loads((out / "models" / folder_name / "metadata.json").read_text(encoding="utf-8"))["id"]
+    store = StateStore(state_file_path(out.parent / "state", out), create=False)
+    try:
+        with open(dest, "wb") as f:
+            write_entity_car(store, out / "car", "model", repo_id, f)
+    finally:
+        store.close()
+    return dest
+
+
 def test_embedded_backend(replica: ReplicaHandle, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = crawl(replica, "models", out)
@@ -77,13 +91,17 @@ def test_embedded_backend(replica: ReplicaHandle, tmp_path: Path) -> None:
         assert root.endswith("\n")
         root = root.strip()
         assert root == directory_cid(folder, exclude={CID_FILE}), folder.name
-        car = out / "car" / "models" / f"{folder.name}.car"
+        car = entity_car(out, folder.name, tmp_path / f"{folder.name}.car")
         roots, _ = read_car(car)
         assert roots == [root]
         unpack_car(car, tmp_path / "unpacked" / folder.name)
         assert tree_bytes(tmp_path / "unpacked" / folder.name) == tree_bytes(folder, frozenset({CID_FILE}))
         with_files += len(tree_bytes(folder)) > 2
     assert with_files, "the replica's models should have downloaded files besides metadata.json"
+    # the CARs are packs (files crawls reach the stage an item at a time: the small packs are merged at the end)
+    packs = list((out / "car" / "packs" / "models").iterdir())
+    assert len(packs) == 1 and not (out / "car" / "models").exists()
+    assert set(read_car(packs[0])[0]) == {(f / CID_FILE).read_text(encoding="ascii").strip() for f in entity_folders}
 
     report = status_json(out)
     assert report["ipfs"]["cids"]["folders"] == n and report["ipfs"]["cids"]["folders_by_profile"] == {
@@ -196,7 +214,8 @@ def test_kubo_backend_on_a_real_node(
         pinned = [await client.pin_ls(root) for root in roots.values()]
         imported = []
         for name, root in roots.items():
-            ((got, pin_error),) = await client.dag_import(out / "car" / "models" / f"{name}.car", root=root)
+            car = entity_car(out, name, out.parent / f"{name}.car")
+            ((got, pin_error),) = await client.dag_import(car, root=root)
             assert pin_error == ""
             imported.append(got)
         return pinned, imported

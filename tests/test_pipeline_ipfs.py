@@ -12,9 +12,9 @@ from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.utils.test import get_crawler
 
 from hfscraper.extensions.checkpoint import state_location
-from hfscraper.ipfs import PROFILES, directory_cid, file_cid, read_car, unpack_car
+from hfscraper.ipfs import PROFILES, directory_cid, file_cid, read_car, unpack_car, write_car
 from hfscraper.ipfs.kubo import KuboRpcClient
-from hfscraper.ipfs.pins import entity_cids, pin_of
+from hfscraper.ipfs.pins import entity_cids, pin_of, write_entity_car
 from hfscraper.items import ModelItem
 from hfscraper.pipelines import StageFailed
 from hfscraper.pipelines.entity_store import EntityStorePipeline
@@ -82,6 +82,18 @@ class Harness:
         return StateStore(path)
 
 
+def entity_car(h: Harness, repo_id: str = "org/model", repo_type: str = "model") -> Path:
+    """The entity's own CAR, written from its pack (what `scrapy car` writes) next to the output folder."""
+    out = h.output.parent / f"{repo_id.replace('/', '__')}.entity.car"
+    state = h.state()
+    try:
+        with open(out, "wb") as f:
+            write_entity_car(state, h.ipfs.car_dir, repo_type, repo_id, f)
+    finally:
+        state.close()
+    return out
+
+
 def tree_bytes(root: Path, leave_out: set[str] = frozenset()) -> dict[str, bytes]:  # type: ignore[assignment]
     out = {}
     for top, _, names in os.walk(root):
@@ -90,6 +102,13 @@ def tree_bytes(root: Path, leave_out: set[str] = frozenset()) -> dict[str, bytes
             if rel not in leave_out:
                 out[rel] = Path(top, name).read_bytes()
     return out
+
+
+def _write_car_bytes(folder: Path, tmp_path: Path) -> bytes:
+    """What `write_car` (the entity layout) gives the folder."""
+    out = tmp_path / "reference.car"
+    write_car(folder, out, exclude={CID_FILE})
+    return out.read_bytes()
 
 
 FILES = {
@@ -123,8 +142,12 @@ def test_addresses_an_entity_folder(tmp_path: Path) -> None:
     # every listed file that is in the folder got its CID on the item; the skipped one did not
     cids = {f["path"]: f.get("cid") for f in item.files}
     assert cids == {**{p: file_cid(folder / p) for p in FILES}, "big.bin": None}
-    # the CAR lies outside the entity folder, has that single root, and unpacks to the folder's bytes
-    car = h.output / "car" / "models" / "org__model.car"
+    # the pack lies outside the entity folder and names the root; the entity's own CAR cut from it has that
+    # single root, unpacks to the folder's bytes and is byte for byte what write_car gives the folder
+    (pack,) = (h.output / "car" / "packs" / "models").iterdir()
+    assert read_car(pack)[0] == [root]
+    car = entity_car(h)
+    assert car.read_bytes() == _write_car_bytes(folder, tmp_path)
     roots, blocks = read_car(car)
     assert roots == [root] and sum(1 for _ in blocks) > 3
     unpack_car(car, tmp_path / "unpacked")
@@ -137,7 +160,8 @@ def test_addresses_an_entity_folder(tmp_path: Path) -> None:
         files_in_folder = {p: file_cid(folder / p) for p in ("metadata.json", *FILES)}
         assert recorded == {"": root, **files_in_folder}
         pin = pin_of(state, "embedded", "model", "org/model")
-        assert pin is not None and pin.root_cid == root and pin.car_path == str(car) and pin.profile == "unixfs-v1-2025"
+        assert pin is not None and pin.root_cid == root and pin.profile == "unixfs-v1-2025"
+        assert pin.car_path == f"packs/models/{pack.name}" and pin.in_pack
     finally:
         state.close()
     assert h.stat("hfscraper/ipfs/entities") == 1 and h.stat("hfscraper/ipfs/files") == 4
@@ -150,7 +174,7 @@ def test_unchanged_folder_rewrites_nothing_and_changed_one_is_readdressed(tmp_pa
     item = model()
     first.run(item, files=FILES)
     folder = first.folder(item)
-    car = first.output / "car" / "models" / "org__model.car"
+    (car,) = (first.output / "car" / "packs" / "models").iterdir()
     before = {p: p.stat().st_mtime_ns for p in (folder / CID_FILE, car)}
     old_root = (folder / CID_FILE).read_text().strip()
 
@@ -164,7 +188,11 @@ def test_unchanged_folder_rewrites_nothing_and_changed_one_is_readdressed(tmp_pa
     third.run(model(sha="b" * 40), files={"README.md": b"changed\n"})
     new_root = (folder / CID_FILE).read_text().strip()
     assert new_root != old_root and new_root == directory_cid(folder, exclude={CID_FILE})
-    assert read_car(car)[0] == [new_root]
+    # the new DAG went into a new pack; the old pack, which no pin points into any more, is gone
+    (new_pack,) = (first.output / "car" / "packs" / "models").iterdir()
+    assert new_pack != car and not car.exists() and read_car(new_pack)[0] == [new_root]
+    assert read_car(entity_car(third))[0] == [new_root]
+    assert third.stat("hfscraper/ipfs/pack/deleted") == 1
     assert third.stat("hfscraper/ipfs/car/written") == 1 and third.stat("hfscraper/ipfs/pin/pinned") == 1
     state = third.state()
     try:
@@ -201,7 +229,8 @@ def test_each_profile(tmp_path: Path, profile: str) -> None:
     root = (folder / CID_FILE).read_text().strip()
     assert root == directory_cid(folder, PROFILES[profile], exclude={CID_FILE})
     assert item.files[0]["cid"] == file_cid(folder / "README.md", profile)
-    assert read_car(tmp_path / "cars" / "models" / "org__model.car")[0] == [root]
+    assert read_car(entity_car(h))[0] == [root] and entity_car(h).is_relative_to(tmp_path)
+    assert [p.name for p in (tmp_path / "cars" / "packs").iterdir()] == ["models"]
     assert root.startswith("Qm" if profile == "unixfs-v0-2015" else "bafy")
 
 
@@ -247,8 +276,10 @@ def test_unpin_deleted_embedded(tmp_path: Path) -> None:
     finally:
         state.close()
     assert h2.stat("hfscraper/ipfs/unpin/deleted") == 1
-    # the CAR of a deleted entity stays on disk, like its folder
-    assert (h2.output / "car" / "models" / "org__gone.car").is_file()
+    # the CAR of a deleted entity stays on disk, like its folder: its pack is kept
+    (pack,) = (h2.output / "car" / "packs" / "models").iterdir()
+    gone = (h2.folder(model("org/gone")) / CID_FILE).read_text().strip()
+    assert gone in read_car(pack)[0]
 
 
 # -- kubo backend (a real node) --------------------------------------------------------------------------------
@@ -378,6 +409,52 @@ def test_unfinished_cars_of_killed_runs_are_swept(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.run(model(), files={"README.md": b"readme\n"})
     assert sorted(os.listdir(scratch)) == sorted(kept)  # this run's own CAR went through and left nothing
-    assert read_car(h.output / "car" / "models" / "org__model.car")[0] == [
-        (h.folder(model()) / CID_FILE).read_text().strip()
-    ]
+    assert read_car(entity_car(h))[0] == [(h.folder(model()) / CID_FILE).read_text().strip()]
+
+
+def test_a_batch_is_one_pack_and_a_bad_entity_fails_alone(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    good, bad, other = model("org/good"), model("org/bad"), model("org/other")
+
+    async def go() -> list[Any]:
+        for item in (good, bad, other):
+            await h.store.process_item(item)
+        os.mkfifo(h.folder(bad) / "a-fifo")  # UnixFS cannot hold it: this entity fails, half-way through its DAG
+        await h.ipfs.open_spider()
+        try:
+            return await asyncio.gather(*(h.ipfs.process_item(i) for i in (good, bad, other)), return_exceptions=True)
+        finally:
+            await h.ipfs.engine_stopped()
+
+    results = asyncio.run(go())
+    assert results[0] is good and results[2] is other
+    assert isinstance(results[1], StageFailed) and "a-fifo" in str(results[1])
+    assert not (h.folder(bad) / CID_FILE).exists()
+    (pack,) = (h.output / "car" / "packs" / "models").iterdir()
+    roots = [(h.folder(i) / CID_FILE).read_text().strip() for i in (good, other)]
+    assert read_car(pack)[0] == [*roots, roots[0]]  # the failed entity's slot repeats a root
+    assert sum(1 for _ in read_car(pack)[1]) == sum(1 for i in (good, other) for _ in read_car(entity_car(h, i.id))[1])
+    for item in (good, other):
+        assert entity_car(h, item.id).read_bytes() == _write_car_bytes(h.folder(item), tmp_path)
+    assert h.stat("hfscraper/ipfs/batches") == 1 and h.stat("hfscraper/ipfs/pack/written") == 1
+    assert h.stat("hfscraper/ipfs/failed/folder") == 1 and h.stat("hfscraper/ipfs/entities") == 2
+
+
+def test_a_symlinked_entity_folder_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metadata.json").write_text('{"id": "org/linked"}\n')
+    (h.output / "models").mkdir(parents=True)
+    os.symlink(elsewhere, h.folder(model("org/linked")))
+
+    async def go() -> Any:
+        await h.ipfs.open_spider()
+        try:
+            return await h.ipfs.process_item(model("org/linked"))
+        finally:
+            await h.ipfs.engine_stopped()
+
+    with pytest.raises(StageFailed, match="symbolic link"):
+        asyncio.run(go())
+    assert not (elsewhere / CID_FILE).exists()

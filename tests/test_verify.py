@@ -43,9 +43,13 @@ class Archive:
         return self.out / "car" / OUTPUT_FOLDERS[repo_type] / f"{entity_folder_name(repo_id)}.car"
 
 
-def run_crawls(hub: ReplicaHandle, out: Path) -> None:
+#: One CAR per entity here (what these tests tamper with); tests/test_verify_packs.py checks the packs.
+ENTITY_LAYOUT = {"HFSCRAPER_IPFS_CAR_LAYOUT": "entity"}
+
+
+def run_crawls(hub: ReplicaHandle, out: Path, settings: dict[str, str] | None = None) -> None:
     for spider in SPIDERS:
-        result = crawl(hub, spider, out, page_size=PAGE_SIZE)
+        result = crawl(hub, spider, out, page_size=PAGE_SIZE, settings=ENTITY_LAYOUT if settings is None else settings)
         assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -589,7 +589,7 @@ def _record_batch(
         for record in records:
             sweep_leftovers(output_dir, record.repo_type, record.id)
     # Sealed here, on the state's thread, once every stage has written the folder (this pipeline runs last).
-    records = [dataclasses.replace(r, seal=entity_seal(output_dir, car_dir, r.repo_type, r.id)) for r in records]
+    records = [dataclasses.replace(r, seal=entity_seal(output_dir, car_dir, r.repo_type, r.id, store)) for r in records]
     restored = store.record_entities(crawl_id, records)
     for repo_type, repo_id in restored:
         remove_tombstone(output_dir, repo_type, repo_id)
@@ -655,7 +655,7 @@ def _check_stored(
             for repo_id, seal in store.complete_entities(repo_type, resumed_crawl)
             if seal is not None
             and repo_id not in missing
-            and entity_seal(output_dir, car_dir, repo_type, repo_id) != seal
+            and entity_seal(output_dir, car_dir, repo_type, repo_id, store) != seal
         ]
     return lost, changed
 

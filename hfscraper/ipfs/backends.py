@@ -24,6 +24,8 @@ from hfscraper import __version__
 from hfscraper.exceptions import IpfsCidMismatchError, IpfsError, IpfsPinError
 from hfscraper.ipfs.car import CarReadError, read_car
 from hfscraper.ipfs.kubo import KuboBackend, same_block
+from hfscraper.ipfs.multiformats import parse_cid
+from hfscraper.ipfs.packs import pack_roots
 from hfscraper.ipfs.pins import PinRow, pins_of_root
 
 if TYPE_CHECKING:
@@ -63,6 +65,12 @@ class IpfsBackend(Protocol):
         """Import the CAR at *car_path*, whose header root is *root*, and pin that root; return the root once the
         backend confirms it pinned. Raises IpfsCidMismatchError when the backend's root differs, IpfsPinError when
         it cannot pin or confirm, IpfsError for anything else."""
+        ...
+
+    async def add_pack(self, car_path: Path, roots: list[str]) -> dict[str, str]:
+        """Import the CAR at *car_path* whose header names *roots* (a pack: several entities) and pin every root;
+        {root: why it is not pinned} for the roots that are not (empty: all confirmed). IpfsError when the CAR
+        cannot be imported at all."""
         ...
 
     async def add_file(self, path: Path, profile: Profile) -> str:
@@ -131,6 +139,9 @@ class EmbeddedBackend:
             raise IpfsCidMismatchError(f"the root of {car_path} differs", expected=root, got=got, entity=entity)
         return root
 
+    async def add_pack(self, car_path: Path, roots: list[str]) -> dict[str, str]:
+        return await asyncio.to_thread(pack_problems, car_path, roots)
+
     async def add_file(self, path: Path, profile: Profile) -> str:
         from hfscraper.ipfs import file_cid
 
@@ -153,8 +164,30 @@ class EmbeddedBackend:
         return bool(rows) and await asyncio.to_thread(_has_car, rows, root)
 
 
+def pack_problems(car_path: Path, roots: list[str]) -> dict[str, str]:
+    """{root: problem} for the *roots* that the header of the CAR at *car_path* does not name (all of them when
+    it cannot be read): the embedded backend's "pin" of a pack."""
+    try:
+        held = {parse_cid(r).bytes for r in pack_roots(car_path)}
+    except (OSError, CarReadError) as exc:
+        return dict.fromkeys(roots, f"no readable CAR at {car_path}: {exc}")
+    return {root: f"{car_path} does not hold this root" for root in roots if parse_cid(root).bytes not in held}
+
+
 def _has_car(rows: list[PinRow], root: str) -> bool:
-    return any(row.car_path and os.path.isfile(row.car_path) and car_root(Path(row.car_path)) == root for row in rows)
+    # Rows of the pipeline name their CAR relative to the CAR folder: the pipeline checks those itself.
+    return any(
+        row.car_path and os.path.isabs(row.car_path) and os.path.isfile(row.car_path)
+        and (root in pack_roots_or_none(Path(row.car_path)))
+        for row in rows
+    )  # fmt: skip
+
+
+def pack_roots_or_none(path: Path) -> list[str]:
+    try:
+        return pack_roots(path)
+    except (OSError, CarReadError):
+        return []
 
 
 #: The backends by `HFSCRAPER_IPFS_BACKEND` value.

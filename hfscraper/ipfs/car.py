@@ -61,10 +61,15 @@ class CarReadError(ValueError):
 
 def encode_header(roots: list[bytes]) -> bytes:
     """The dag-cbor CARv1 header `{"roots": [...], "version": 1}` for binary CIDs *roots* (no length prefix)."""
-    if len(roots) > 23:
-        raise ValueError("at most 23 roots")
+    if len(roots) > 0xFFFF:
+        raise ValueError("at most 65535 roots")
     out = bytearray(b"\xa2\x65roots")
-    out.append(0x80 | len(roots))
+    if len(roots) < 24:
+        out.append(0x80 | len(roots))
+    elif len(roots) < 256:
+        out += bytes((0x98, len(roots)))
+    else:
+        out += b"\x99" + len(roots).to_bytes(2, "big")
     for cid in roots:
         body = b"\x00" + cid
         out += b"\xd8\x2a"  # tag 42
@@ -189,9 +194,9 @@ class CarWriter:
         self.bytes += length
 
 
-def header_section(root: bytes) -> bytes:
-    """The CAR's first bytes for one *root*: `varint(len(H)) H`."""
-    header = encode_header([root])
+def header_section(root: bytes, *more: bytes) -> bytes:
+    """The CAR's first bytes for *root* (and *more* roots): `varint(len(H)) H`."""
+    header = encode_header([root, *more])
     return encode_varint(len(header)) + header
 
 

@@ -385,6 +385,28 @@ class KuboBackend:
             )
         return root
 
+    async def add_pack(self, car_path: Path, roots: list[str]) -> dict[str, str]:
+        """`dag/import` a CAR with several roots (a pack); {root: why it is not pinned} for the roots that are not
+        (empty: every root imported, pinned and listed by `pin/ls`). IpfsError when the import itself fails."""
+        answered = await self.client.dag_import(car_path, root=roots[0] if roots else None, pin_roots=True)
+        reported = {parse_cid(cid).bytes: error for cid, error in answered}
+        problems: dict[str, str] = {}
+        for root in roots:
+            error = reported.get(parse_cid(root).bytes)
+            if error is None:
+                # js-ipfs reports only some roots of a CAR with several: its blocks were imported all the same
+                try:
+                    await self.client.pin_add(root)
+                except IpfsError as exc:
+                    problems[root] = f"dag/import of {car_path.name}: the root is not pinned ({exc.message})"
+                    continue
+                error = ""
+            if error:
+                problems[root] = f"the node imported {car_path.name} but did not pin the root: {error}"
+            elif not await self.client.pin_ls(root):
+                problems[root] = "the node does not list the imported root as pinned (pin/ls)"
+        return problems
+
     async def add_file(self, path: Path, profile: Profile) -> str:
         return await self.client.add(path, add_params(profile), only_hash=True)
 

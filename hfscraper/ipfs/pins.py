@@ -4,7 +4,11 @@
   the folder itself (`path` = ""), with the profile that computed them and the file's size (for the folder: the
   bytes of all its files). Replaced as a whole whenever the entity is content-addressed again.
 - `pins`: per backend and entity, the root CID pinned for the entity's current folder, where its CAR is, and
-  when the backend confirmed it. One row per entity and backend: a new version replaces the old root.
+  when the backend confirmed it. One row per entity and backend: a new version replaces the old root. `car_path`
+  is relative to the CAR folder (older rows: absolute); for a pack (`hfscraper.ipfs.packs`) `car_offset` and
+  `car_length` give the entity's byte range in it (NULL: the CAR is the entity's own).
+- `car_packs`: per CAR written by the IPFS stage (pack or entity CAR, by `car_path`), how many pins point into it
+  (`refs`), how many entities it was written with and its size. A CAR whose `refs` reach 0 is deleted.
 
 Blocking functions over a `StateStore`; inside a crawl, run them through `SharedStateStore.call`.
 """
@@ -13,10 +17,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from hfscraper.state import StateStore
 
@@ -44,10 +49,16 @@ class PinRow:
     profile: str
     car_path: str | None
     pinned_at: str
+    car_offset: int | None = None
+    car_length: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> PinRow:
         return cls(**dict(row))
+
+    @property
+    def in_pack(self) -> bool:
+        return self.car_offset is not None and self.car_length is not None
 
 
 def record_cids(
@@ -87,18 +98,27 @@ def pins_of_root(store: StateStore, root: str, backend: str | None = None) -> li
     return [PinRow.from_row(row) for row in cursor]
 
 
+_INSERT_PIN = (
+    "INSERT OR REPLACE INTO pins (backend, repo_type, id, root_cid, profile, car_path, pinned_at, car_offset, "
+    "car_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _pin_values(pin: PinRow) -> tuple[Any, ...]:
+    return (pin.backend, pin.repo_type, pin.id, pin.root_cid, pin.profile, pin.car_path, pin.pinned_at,
+            pin.car_offset, pin.car_length)  # fmt: skip
+
+
 def record_pin(store: StateStore, pin: PinRow) -> None:
-    """Record (or replace) the entity's pin on a backend."""
+    """Record (or replace) the entity's pin on a backend (no pack bookkeeping: see `record_batch`)."""
     with store.transaction():
-        store.db.execute(
-            "INSERT OR REPLACE INTO pins (backend, repo_type, id, root_cid, profile, car_path, pinned_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (pin.backend, pin.repo_type, pin.id, pin.root_cid, pin.profile, pin.car_path, pin.pinned_at),
-        )
+        store.db.execute(_INSERT_PIN, _pin_values(pin))
 
 
 def remove_pin(store: StateStore, backend: str, repo_type: str, repo_id: str, root: str) -> bool:
-    """Forget the entity's pin of *root* on a backend (not a newer root recorded meanwhile); True if removed."""
+    """Forget the entity's pin of *root* on a backend (not a newer root recorded meanwhile); True if removed.
+
+    The reference of its CAR is kept: the CAR of a deleted entity stays part of the output, like its folder."""
     with store.transaction():
         return (
             store.db.execute(
@@ -107,6 +127,125 @@ def remove_pin(store: StateStore, backend: str, repo_type: str, repo_id: str, ro
             ).rowcount
             > 0
         )
+
+
+def previous_pins(store: StateStore, backend: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], PinRow]:
+    """{(repo_type, id): pin} of the entities *keys* on *backend* (those with one)."""
+    found: dict[tuple[str, str], PinRow] = {}
+    for repo_type, repo_id in keys:
+        row = store.db.execute(
+            "SELECT * FROM pins WHERE backend = ? AND repo_type = ? AND id = ?", (backend, repo_type, repo_id)
+        ).fetchone()
+        if row is not None:
+            found[(repo_type, repo_id)] = PinRow.from_row(row)
+    return found
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """One entity's outcome of a batch, to record: its CIDs, and its pin (None: the recorded one stays)."""
+
+    repo_type: str
+    id: str
+    records: tuple[CidRecord, ...]
+    pin: PinRow | None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What recording a batch leaves to do once committed: roots no pin of the backend names any more (to
+    unpin), and CARs no pin points into any more (to delete)."""
+
+    unpin: list[tuple[str, str]]  # (root, entity label)
+    dead_cars: list[str]
+
+
+def record_batch(
+    store: StateStore,
+    backend: str,
+    profile: str,
+    done: list[Addressing],
+    cars: list[tuple[str, int, int]],
+    when: str,
+) -> BatchOutcome:
+    """Record a batch in one transaction: every entity's CIDs and new pin, the new CARs (`(car_path, entities,
+    bytes)`) with their references, the references the replaced pins drop."""
+    unpin: list[tuple[str, str]] = []
+    released: list[str] = []
+    with store.transaction():
+        db = store.db
+        db.executemany(
+            "INSERT INTO car_packs (name, refs, entities, bytes, created_at) VALUES (?, 0, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET entities = excluded.entities, bytes = excluded.bytes, "
+            "created_at = excluded.created_at",
+            [(name, entities, size, when) for name, entities, size in cars],
+        )
+        for entry in done:
+            db.execute("DELETE FROM cids WHERE repo_type = ? AND id = ?", (entry.repo_type, entry.id))
+            db.executemany(
+                "INSERT INTO cids (repo_type, id, path, cid, size, profile, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(entry.repo_type, entry.id, r.path, r.cid, r.size, profile, when) for r in entry.records],
+            )
+            pin = entry.pin
+            if pin is None:
+                continue
+            old = db.execute(
+                "SELECT root_cid, car_path FROM pins WHERE backend = ? AND repo_type = ? AND id = ?",
+                (backend, entry.repo_type, entry.id),
+            ).fetchone()
+            db.execute(_INSERT_PIN, _pin_values(pin))
+            db.execute("UPDATE car_packs SET refs = refs + 1 WHERE name = ?", (pin.car_path,))
+            if old is not None:
+                released.append(old[1])
+                if (
+                    old[0] != pin.root_cid
+                    and not db.execute(
+                        "SELECT 1 FROM pins WHERE root_cid = ? AND backend = ? LIMIT 1", (old[0], backend)
+                    ).fetchone()
+                ):
+                    unpin.append((old[0], f"{entry.repo_type}:{entry.id}"))
+        dead = _release_cars(store, released)
+    return BatchOutcome(unpin, dead)
+
+
+def _release_cars(store: StateStore, names: Iterable[str | None]) -> list[str]:
+    """Drop one reference to each CAR of *names* (inside a transaction); the names left with none (forgotten)."""
+    dead: list[str] = []
+    for name in names:
+        if name is None:
+            continue
+        row = store.db.execute("SELECT refs FROM car_packs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            continue  # a CAR of an older version, not counted
+        if row[0] <= 1:
+            store.db.execute("DELETE FROM car_packs WHERE name = ?", (name,))
+            dead.append(name)
+        else:
+            store.db.execute("UPDATE car_packs SET refs = refs - 1 WHERE name = ?", (name,))
+    return dead
+
+
+def known_cars(store: StateStore) -> set[str]:
+    """The `car_path` of every CAR the state counts."""
+    return {row[0] for row in store.db.execute("SELECT name FROM car_packs")}
+
+
+def sparse_packs(store: StateStore, max_live: float, min_entities: int, limit: int) -> list[tuple[str, int, int]]:
+    """Packs (`(name, refs, entities)`) worth compacting: at most *max_live* of their entities still pinned, or
+    written with fewer than *min_entities*; sparsest first."""
+    return [
+        (row[0], row[1], row[2])
+        for row in store.db.execute(
+            "SELECT name, refs, entities FROM car_packs WHERE name LIKE 'packs/%' "
+            "AND (refs <= entities * ? OR entities < ?) ORDER BY refs * 1.0 / entities LIMIT ?",
+            (max_live, min_entities, limit),
+        )
+    ]
+
+
+def pins_in_car(store: StateStore, name: str) -> list[PinRow]:
+    """Every pin pointing into the CAR *name* (a full scan: for maintenance only)."""
+    return [PinRow.from_row(row) for row in store.db.execute("SELECT * FROM pins WHERE car_path = ?", (name,))]
 
 
 def deleted_pins(store: StateStore, backend: str) -> list[PinRow]:
@@ -141,3 +280,79 @@ def ipfs_summary(store: StateStore) -> dict[str, Any]:
     ):
         pins[backend] = {"pinned": int(count), "of_deleted_entities": int(deleted or 0)}
     return {"cids": {"files": files, "folders": folders, "folders_by_profile": profiles}, "pins": pins}
+
+
+def move_pins(
+    store: StateStore,
+    old: list[str],
+    moved: list[PinRow],
+    target: str,
+    size: int,
+    when: str,
+    output_dir: Path | None = None,
+    car_dir: Path | None = None,
+) -> list[str]:
+    """Compaction, in one transaction: point each of *moved* at the new pack *target* (unless its pin changed
+    meanwhile), drop their references to the *old* packs, reseal the moved entities (their CAR is part of the seal);
+    the CARs no pin points into any more, to delete once this returned."""
+    from hfscraper.seal import entity_seal
+
+    released: list[str] = []
+    resealed: list[tuple[str, str]] = []
+    with store.transaction():
+        db = store.db
+        if moved:
+            db.execute(
+                "INSERT INTO car_packs (name, refs, entities, bytes, created_at) VALUES (?, 0, ?, ?, ?)",
+                (target, len(moved), size, when),
+            )
+        for pin in moved:
+            row = db.execute(
+                "SELECT car_path FROM pins WHERE backend = ? AND repo_type = ? AND id = ? AND root_cid = ? "
+                "AND car_path IN (" + ",".join("?" * len(old)) + ")",
+                (pin.backend, pin.repo_type, pin.id, pin.root_cid, *old),
+            ).fetchone()
+            if row is None:
+                continue  # changed meanwhile: its new pin points elsewhere already
+            db.execute(
+                "UPDATE pins SET car_path = ?, car_offset = ?, car_length = ? WHERE backend = ? AND repo_type = ? "
+                "AND id = ?",
+                (target, pin.car_offset, pin.car_length, pin.backend, pin.repo_type, pin.id),
+            )
+            db.execute("UPDATE car_packs SET refs = refs + 1 WHERE name = ?", (target,))
+            released.append(row[0])
+            resealed.append((pin.repo_type, pin.id))
+        dead = _release_cars(store, released)
+        if moved and not resealed:
+            db.execute("DELETE FROM car_packs WHERE name = ?", (target,))
+            dead.append(target)
+        if output_dir is not None:
+            for repo_type, repo_id in resealed:
+                db.execute(
+                    "UPDATE entities SET seal = ? WHERE repo_type = ? AND id = ? AND seal IS NOT NULL",
+                    (entity_seal(output_dir, car_dir, repo_type, repo_id, store), repo_type, repo_id),
+                )
+    return dead
+
+
+def write_entity_car(store: StateStore, car_dir: Path, repo_type: str, repo_id: str, out: BinaryIO) -> str:
+    """Write the entity's own single-root CAR (byte for byte what the `entity` layout writes) to *out*, from its
+    pack or its own CAR; its root. LookupError when the state has no CAR of the entity; CarReadError, OSError."""
+    from hfscraper.ipfs.packs import COPY_SIZE, standalone_car
+
+    row = store.db.execute(
+        "SELECT * FROM pins WHERE repo_type = ? AND id = ? AND car_path IS NOT NULL ORDER BY backend LIMIT 1",
+        (repo_type, repo_id),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"the crawl state has no CAR of {repo_type} {repo_id}")
+    pin = PinRow.from_row(row)
+    assert pin.car_path is not None
+    path = car_dir / pin.car_path
+    if pin.car_offset is not None and pin.car_length is not None:
+        standalone_car(path, pin.car_offset, pin.car_length, pin.root_cid, out)
+        return pin.root_cid
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_SIZE):
+            out.write(chunk)
+    return pin.root_cid

@@ -141,13 +141,20 @@ class Importer:
         *,
         exclude: Iterable[str | os.PathLike[str]] = frozenset(),
         skip_inodes: Iterable[tuple[int, int]] = (),
+        skip_prefix: str | None = None,
     ) -> None:
         self.profile = profile
+        #: Entries whose name starts with this are left out at any depth (leftovers of interrupted writes).
+        self.skip_prefix = skip_prefix
         self.sink = sink
         self.exclude = normalize_exclude(exclude)
         #: (st_dev, st_ino) of files the folder walk leaves out (a CAR being written inside the folder).
         self.skip_inodes = frozenset(skip_inodes)
         self._skip_ino = frozenset(ino for _, ino in self.skip_inodes)
+        #: When a list: `(relative path, link, size)` of every regular file a folder walk adds, in walk order.
+        self.files: list[tuple[str, Link, int]] | None = None
+        #: Bytes of the last file `add_reader` imported.
+        self.last_size = 0
         self._full_wrapper = file_leaf_wrapper(profile.chunk_size)
         self._pb_prefix = _CID_V0_PREFIX if profile.cid_version == 0 else _CID_V1_PB_PREFIX
         fanout = profile.hamt_fanout
@@ -190,11 +197,13 @@ class Importer:
         # levels[i]: pending (cid, tsize, filesize) of depth i (0 = leaves), never `width` of them.
         levels: list[list[tuple[bytes, int, int]]] = [[]]
         leaves = 0
+        total = 0
         while True:
             n = _read_full(reader, view)
             if n == 0 and leaves:
                 break
             leaves += 1
+            total += n
             chunk = view[:n] if n < size else view
             if raw:
                 cid = leaf_prefix + sha256(chunk).digest()
@@ -219,6 +228,7 @@ class Importer:
                 self._push(levels, 0)
             if n < size:
                 break
+        self.last_size = total
         return self._finish_levels(levels)
 
     def _push(self, levels: list[list[tuple[bytes, int, int]]], depth: int) -> None:
@@ -294,12 +304,16 @@ class Importer:
             relname = f"{rel}/{entry.name}" if rel else entry.name
             if relname in self.exclude or (self._skip_ino and self._skipped(entry)):
                 continue
+            if self.skip_prefix is not None and entry.name.startswith(self.skip_prefix):
+                continue
             if entry.is_symlink():
                 link = self.add_symlink(os.fsencode(os.readlink(entry.path)))
             elif entry.is_dir(follow_symlinks=False):
                 link = self._walk(entry.path, relname)
             elif entry.is_file(follow_symlinks=False):
                 link = self.add_file(entry.path)
+                if self.files is not None:
+                    self.files.append((relname, link, self.last_size))
             else:
                 raise UnsupportedFileError(f"{entry.path}: not a regular file, folder or symlink")
             entries.append((os.fsencode(entry.name), link))

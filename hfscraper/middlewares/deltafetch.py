@@ -91,18 +91,18 @@ def judge(
             continue
         if state.stored_crawl_id == crawl_id:
             verdicts[repo_id] = DUPLICATE if required <= state.stages else PENDING
-        elif required <= state.stages and _intact(state, output_dir, car_dir):
+        elif required <= state.stages and _intact(state, output_dir, car_dir, store):
             verdicts[repo_id] = UNCHANGED
     keys = list(keys)
     known = store.known_request_keys(spider, keys) if keys else set()
     return verdicts, known
 
 
-def _intact(state: EntityState, output_dir: Path, car_dir: Path | None) -> bool:
+def _intact(state: EntityState, output_dir: Path, car_dir: Path | None, store: StateStore | None = None) -> bool:
     """The entity's folder (and CAR) is as the state recorded it: its seal is unchanged (an entity recorded
     before seals: its `metadata.json` is there)."""
     if state.seal is not None:
-        return entity_seal(output_dir, car_dir, state.repo_type, state.id) == state.seal
+        return entity_seal(output_dir, car_dir, state.repo_type, state.id, store) == state.seal
     folder = entity_folder(output_dir, state.repo_type, state.id)
     return folder is not None and (folder / METADATA_FILE).is_file()
 

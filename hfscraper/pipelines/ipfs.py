@@ -1,43 +1,60 @@
 """`IpfsPipeline`: content-address every stored entity folder, write its CAR and pin its root.
 
 It runs at ITEM_PIPELINES 300, after every pipeline that writes into the entity folder (`metadata.json`, the
-downloaded files, the previews), so it sees the folder as the crawl leaves it. For each Hub item:
+downloaded files, the previews), so it sees the folder as the crawl leaves it. The items that reach it in the same
+event-loop turn (Scrapy runs up to CONCURRENT_ITEMS of a page through the pipelines at once) are addressed as one
+batch: one worker-thread call hashes them, writes their CAR pack and `ipfs_cid.txt`, has the backend pin them and
+records them in the crawl state in one transaction. For each Hub item:
 
 1. **File CIDs.** Every file in the folder gets the CID `ipfs add` gives it with the profile
    (`HFSCRAPER_IPFS_PROFILE`); each entry of `item.files` (the files stage's list) whose file is in the folder
-   gets it as `"cid"`, and all of them go to the crawl state's `cids` table.
+   gets it as `"cid"`, and all of them go to the crawl state's `cids` table. They come from the same read of
+   each file as the folder's DAG.
 2. **The folder's CID**, as `ipfs add -r --hidden` with the profile's parameters gives the folder without
    `ipfs_cid.txt` itself, `tombstone.json` (crawl bookkeeping: a full sweep no longer found the entity; adding or
    removing it must not change the address of the content) and leftovers of interrupted writes
    (`.hfscraper-tmp-*`). Written to `ipfs_cid.txt` in the folder (the CID and a newline, atomically; not
-   rewritten when unchanged) and to the state (path "").
-3. **The CAR**: CARv1 with that single root at `<car_dir>/<type>/<folder>.car` (`HFSCRAPER_IPFS_CAR_DIR`,
-   default `<output_dir>/car`), outside the entity folder, atomically; not rewritten when its root is unchanged.
-   `ipfs dag import` takes it as it is.
+   rewritten when unchanged) and to the state (path ""). The folder must be a real folder (one `lstat`: a
+   symlink is refused) holding `metadata.json`.
+3. **The CAR** (`hfscraper.ipfs.packs`, `HFSCRAPER_IPFS_CAR_LAYOUT`): with `pack` (default), the batch's DAGs go
+   into one CARv1 with one root per entity, `<car_dir>/packs/<type>/<time>-<pid>-<n>.car`; with `entity`, each
+   folder gets its own single-root `<car_dir>/<type>/<folder>.car` as in earlier versions (`HFSCRAPER_IPFS_CAR_DIR`,
+   default `<output_dir>/car`). Either is written in `<car_dir>/.tmp/` and renamed into place, so a kill leaves
+   only scratch there (swept by the next run). An entity whose root is unchanged and whose recorded CAR still
+   holds it is not written again. `ipfs dag import` takes packs and entity CARs as they are; `scrapy car TYPE
+   ID` writes one entity's own CAR from its pack, byte for byte the `entity` layout's.
 4. **The pin** on the backend (`HFSCRAPER_IPFS_BACKEND`, `hfscraper.ipfs.backends`): the backend must confirm
-   exactly this root as pinned. A pin already recorded for the same root and still in place is not redone; the
-   root of an older version of the same entity is unpinned once the new one is pinned. Every pin is recorded in
-   the state's `pins` table (root CID, entity, backend, CAR, time).
-5. With `HFSCRAPER_IPFS_VERIFY_ADD` and the `kubo` backend, each file is also `add`ed on the node
-   (`only-hash`) and the node's CID must equal ours.
-
-Hashing and disk work run in worker threads, never on the reactor; the node is called with aiohttp.
+   exactly this root as pinned (`add_pack`: the embedded backend reads the pack's header back, kubo imports the
+   pack with `dag/import` and checks each root). A pin already recorded for the same root and still in place is
+   not redone; the root of an older version of the same entity is unpinned once the new one is pinned. Every pin
+   is recorded in the state's `pins` table (root CID, entity, backend, CAR with the entity's byte range, time).
+5. **Garbage collection**: the state counts the pins pointing into each CAR (`car_packs`); a CAR left with none
+   (every entity of a pack moved on to newer packs) is deleted once that is committed. At the end of a crawl,
+   packs with at most a quarter of their entities still live are compacted: the live entities' byte ranges are
+   copied into a new pack, their pins moved, the old packs deleted. So the packs hold at most about four times
+   the live entities' CAR bytes, whatever the number of daily runs.
+6. With `HFSCRAPER_IPFS_VERIFY_ADD` and the `kubo` backend, each file is also `add`ed on the node
+   (`only-hash`) and the node's CID must equal ours, before the entity is pinned.
 
 A failure (the node unreachable or refusing, a CID that differs from ours, a file that cannot be read) is one
-ERROR line and `StageFailed`: the item goes no further, its listing page is not checkpointed, the crawl is
-incomplete (exit code 1) and the next run does the entity again. A kubo node that does not answer when the
-crawl starts closes the spider at once (finish reason `ipfs_unavailable`).
+ERROR line and `StageFailed` for that entity only: the item goes no further, its listing page is not
+checkpointed, the crawl is incomplete (exit code 1) and the next run does the entity again. A kubo node that
+does not answer when the crawl starts closes the spider at once (finish reason `ipfs_unavailable`).
 
 With `HFSCRAPER_IPFS_UNPIN_DELETED`, the pins of entities that a full sweep marked deleted are removed from the
-backend and the state when the crawl that marked them ends (`engine_stopped`) and when any later crawl starts.
+backend and the state when the crawl that marked them ends (`engine_stopped`) and when any later crawl starts
+(their CARs stay on disk, like their folders).
 
 Settings (read once): HFSCRAPER_IPFS_ENABLED, HFSCRAPER_IPFS_PROFILE, HFSCRAPER_IPFS_BACKEND, HFSCRAPER_IPFS_API,
-HFSCRAPER_IPFS_CAR_DIR, HFSCRAPER_IPFS_UNPIN_DELETED, HFSCRAPER_IPFS_VERIFY_ADD, HFSCRAPER_IPFS_TIMEOUT,
-HFSCRAPER_IPFS_CONNECT_TIMEOUT; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC.
+HFSCRAPER_IPFS_CAR_DIR, HFSCRAPER_IPFS_CAR_LAYOUT, HFSCRAPER_IPFS_UNPIN_DELETED, HFSCRAPER_IPFS_VERIFY_ADD,
+HFSCRAPER_IPFS_TIMEOUT, HFSCRAPER_IPFS_CONNECT_TIMEOUT; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR,
+HFSCRAPER_STORE_FSYNC.
 
 Stats: hfscraper/ipfs/entities, hfscraper/ipfs/files (file CIDs computed), hfscraper/ipfs/bytes (bytes in the
-addressed folders), hfscraper/ipfs/cid_file/written|unchanged, hfscraper/ipfs/car/written|unchanged,
-hfscraper/ipfs/car/bytes (written), hfscraper/ipfs/pin/pinned|unchanged, hfscraper/ipfs/unpin/superseded,
+addressed folders), hfscraper/ipfs/batches, hfscraper/ipfs/cid_file/written|unchanged,
+hfscraper/ipfs/car/written|unchanged (per entity), hfscraper/ipfs/car/bytes (the written entities' own CAR
+bytes), hfscraper/ipfs/pack/written (CAR files written), hfscraper/ipfs/pack/deleted (no longer referenced),
+hfscraper/ipfs/pack/compacted, hfscraper/ipfs/pin/pinned|unchanged, hfscraper/ipfs/unpin/superseded,
 hfscraper/ipfs/unpin/failed, hfscraper/ipfs/verify/matched, hfscraper/ipfs/verify/skipped,
 hfscraper/ipfs/failed and hfscraper/ipfs/failed/<reason> (`node`, `mismatch`, `pin`, `disk`, `folder`).
 """
@@ -46,48 +63,53 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import sqlite3
-from dataclasses import dataclass
+import stat
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Self
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar
 
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.utils.asyncio import is_asyncio_available
 
+from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.exceptions import IpfsCidMismatchError, IpfsError, IpfsPinError
 from hfscraper.extensions.checkpoint import state_location
-from hfscraper.fsutil import (
-    TEMP_PREFIX,
-    ensure_directory,
-    fsync_directory,
-    sweep_dead_temp_files,
-    write_if_changed,
-)
+from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, process_alive, sweep_dead_temp_files, write_if_changed
 from hfscraper.hub import HostileIdError, entity_folder_name
-from hfscraper.ipfs import directory_cid, file_cid, write_car
-from hfscraper.ipfs.backends import IpfsBackend, build_backend, car_root
+from hfscraper.ipfs.backends import IpfsBackend, build_backend, pack_roots_or_none
+from hfscraper.ipfs.car import CarReadError
 from hfscraper.ipfs.kubo import node_builds_same_dag
+from hfscraper.ipfs.multiformats import cid_to_str, parse_cid
+from hfscraper.ipfs.packs import PackWriter, check_range, pack_name, pack_pid, read_range
 from hfscraper.ipfs.pins import (
     FOLDER_PATH,
+    Addressing,
     CidRecord,
     PinRow,
     deleted_pins,
-    pin_of,
+    known_cars,
+    move_pins,
+    pins_in_car,
     pins_of_root,
-    record_cids,
-    record_pin,
+    previous_pins,
+    record_batch,
     remove_pin,
+    sparse_packs,
 )
 from hfscraper.ipfs.profiles import get_profile
+from hfscraper.ipfs.unixfs import Importer
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines import StageFailed
 from hfscraper.resources import ResourceGuard
-from hfscraper.state import TOMBSTONE_FILE, SharedStateStore, utc_now
+from hfscraper.state import TOMBSTONE_FILE, SharedStateStore, StateStore, utc_now
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -99,19 +121,48 @@ logger = logging.getLogger(__name__)
 STAGE: Final = "ipfs"
 #: The file in each entity folder that holds the folder's CID.
 CID_FILE: Final = "ipfs_cid.txt"
+#: The file every stored entity folder has.
+METADATA_FILE: Final = "metadata.json"
 #: Files of an entity folder that are not part of its content address (besides temporary files).
 NOT_ADDRESSED: Final = frozenset({CID_FILE, TOMBSTONE_FILE})
 #: Folder (under the output folder) of the CARs when HFSCRAPER_IPFS_CAR_DIR is unset.
 DEFAULT_CAR_FOLDER: Final = "car"
 #: The folder under the CAR folder where CARs are written before they are renamed into place.
 SCRATCH_FOLDER: Final = ".tmp"
-#: Worker threads hashing and writing CARs.
+#: CAR layouts (HFSCRAPER_IPFS_CAR_LAYOUT).
+LAYOUTS: Final = ("pack", "entity")
+#: Worker threads hashing and writing CARs (one batch each).
 HASH_WORKERS: Final = max(1, min(4, os.cpu_count() or 1))
+#: The most entities one batch (and so one pack) holds.
+BATCH_SIZE: Final = 128
+#: Packs with at most this share of their entities still pinned are compacted at the end of a crawl.
+COMPACT_LIVE_SHARE: Final = 0.25
+#: Packs written with fewer entities than this (items that reached the stage one by one, as in a files crawl or
+#: a small incremental run) are merged at the end of a crawl.
+COMPACT_MIN_ENTITIES: Final = 8
+#: Packs compacted at most per crawl end (each is read once), and the most entities a compacted pack holds.
+COMPACT_MAX_PACKS: Final = 5000
+COMPACT_PACK_ENTITIES: Final = 4096
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entity to address: its folder (`output/<type>/<folder name>`, not resolved)."""
+
+    repo_type: str
+    repo_id: str
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        return entity_label(self.repo_type, self.repo_id)
 
 
 @dataclass(frozen=True)
 class Addressed:
-    """What `address_folder` computed and wrote for one entity folder."""
+    """What the batch computed and wrote for one entity folder."""
 
     root: str
     files: tuple[CidRecord, ...]
@@ -120,66 +171,35 @@ class Addressed:
     car_path: Path
     car_written: bool
     car_size: int
+    pinned: bool
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An entity the batch could not address: the reason slug (`folder`, `disk`, `pin`, `mismatch`, `node`)."""
+
+    reason: str
+    error: BaseException
+
+
+@dataclass
+class _Entity:
+    job: Job
+    root: str = ""
+    records: tuple[CidRecord, ...] = ()
+    total: int = 0
+    car: str | None = None  # relative to the CAR folder
+    offset: int | None = None
+    length: int | None = None
+    written: bool = False
+    previous: PinRow | None = None
+    failed: Failed | None = None
+    cid_file_written: bool = False
+    files: list[tuple[str, int]] = field(default_factory=list)
 
 
 def entity_label(repo_type: str, repo_id: str) -> str:
     return f"{repo_type}:{repo_id}"
-
-
-def not_addressed(folder: Path) -> tuple[frozenset[str], list[tuple[str, Path, int]]]:
-    """The relative paths of *folder* left out of its CID, and `(relative path, path, size)` of every regular file
-    that is in it, sorted by path."""
-    excluded = set(NOT_ADDRESSED)
-    files: list[tuple[str, Path, int]] = []
-    for top, dirs, names in os.walk(folder):
-        rel_top = os.path.relpath(top, folder)
-        prefix = "" if rel_top == "." else rel_top.replace(os.sep, "/") + "/"
-        for name in [*dirs, *names]:
-            if name.startswith(TEMP_PREFIX):
-                excluded.add(prefix + name)
-        dirs[:] = [d for d in dirs if not d.startswith(TEMP_PREFIX)]
-        for name in names:
-            rel = prefix + name
-            if rel in excluded:
-                continue
-            path = Path(top) / name
-            st = path.lstat()
-            if path.is_file() and not path.is_symlink():
-                files.append((rel, path, st.st_size))
-    files.sort(key=lambda f: f[0].encode("utf-8", "surrogateescape"))
-    return frozenset(excluded), files
-
-
-def address_folder(
-    folder: Path, car_path: Path, profile: Profile, *, scratch: Path | None = None, fsync: bool = False
-) -> Addressed:
-    """Compute the CIDs of *folder* and its files, write `ipfs_cid.txt` and the CAR at *car_path* (each only when
-    changed); blocking. The CAR is written at *scratch* (default: beside *car_path*) and then renamed into place.
-    Raises OSError, or IpfsError when the folder changed while it was being read."""
-    excluded, listed = not_addressed(folder)
-    records = tuple(CidRecord(rel, file_cid(path, profile), size) for rel, path, size in listed)
-    previous = car_root(car_path)
-    car_written = False
-    root = None if previous is None else directory_cid(folder, profile, excluded)
-    if root is None or root != previous:
-        written = _write_car(folder, car_path, scratch or car_path, profile, excluded, fsync)
-        if root is not None and written != root:
-            raise IpfsError(f"{folder} changed while it was being addressed ({root}, then {written})")
-        root, car_written = written, True
-    cid_file_written = write_if_changed(folder / CID_FILE, f"{root}\n".encode("ascii"), fsync=fsync)
-    total = sum(r.size for r in records)
-    return Addressed(root, records, total, cid_file_written, car_path, car_written, car_path.stat().st_size)
-
-
-def _write_car(
-    folder: Path, car_path: Path, scratch: Path, profile: Profile, excluded: frozenset[str], fsync: bool
-) -> str:
-    root = write_car(folder, scratch, profile, excluded, fsync=fsync)
-    if scratch != car_path:
-        os.replace(scratch, car_path)
-        if fsync:
-            fsync_directory(car_path.parent)
-    return root
 
 
 def sweep_scratch(scratch_dir: Path) -> int:
@@ -200,12 +220,15 @@ class IpfsPipeline:
         self.stats = crawler.stats
         self.profile: Profile = get_profile(settings.get("HFSCRAPER_IPFS_PROFILE") or "unixfs-v1-2025")
         self.backend_name: str = settings.get("HFSCRAPER_IPFS_BACKEND") or "embedded"
+        self.layout: str = settings.get("HFSCRAPER_IPFS_CAR_LAYOUT") or "pack"
+        if self.layout not in LAYOUTS:
+            raise NotConfigured(f"HFSCRAPER_IPFS_CAR_LAYOUT must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         self.state_file, self.output_dir = state_location(settings)
         car_dir = settings.get("HFSCRAPER_IPFS_CAR_DIR")
         self.car_dir = (
             Path(os.path.abspath(os.path.expanduser(car_dir))) if car_dir else self.output_dir / DEFAULT_CAR_FOLDER
         )
-        #: CARs being written (`<pid>-<type>-<folder>.car` and the writer's own temporary files).
+        #: CARs being written (`<pid>-<n>.car`).
         self.scratch_dir = self.car_dir / SCRATCH_FOLDER
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self.unpin_deleted_enabled: bool = settings.getbool("HFSCRAPER_IPFS_UNPIN_DELETED", False)
@@ -213,7 +236,10 @@ class IpfsPipeline:
         self.state: SharedStateStore | None = None
         self.backend: IpfsBackend | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._batcher: ThreadBatcher[Job, Addressed | Failed] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._roots: dict[str, Path] = {}
+        self._scratch_counter = 0
         self.guard = ResourceGuard.of(crawler)
         crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
 
@@ -226,7 +252,12 @@ class IpfsPipeline:
     async def open_spider(self) -> None:
         if not is_asyncio_available():
             raise IpfsError("IpfsPipeline needs Scrapy's asyncio reactor (TWISTED_REACTOR)")
+        self._loop = asyncio.get_running_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="hfscraper-ipfs")
+        executor = self._executor
+        self._batcher = ThreadBatcher(
+            None, BATCH_SIZE, batch_func=self._address_batch, submit=lambda fn, args: executor.submit(fn, args)
+        )
         swept = await asyncio.to_thread(sweep_scratch, self.scratch_dir)
         if swept:
             logger.info("IPFS: removed %(n)d unfinished CAR(s) of killed runs", {"n": swept})
@@ -244,12 +275,15 @@ class IpfsPipeline:
             logger.error("IPFS backend unavailable: %(error)s", {"error": exc})
             raise CloseSpider("ipfs_unavailable") from exc
         logger.info(
-            "IPFS: profile %(profile)s, pins on %(backend)s (%(version)s), CARs in %(cars)s",
+            "IPFS: profile %(profile)s, pins on %(backend)s (%(version)s), CARs (%(layout)s) in %(cars)s",
             {
                 "profile": self.profile.name, "backend": self.backend.describe(),
-                "version": version.get("Version"), "cars": self.car_dir,
+                "version": version.get("Version"), "cars": self.car_dir, "layout": self.layout,
             },
         )  # fmt: skip
+        orphans = await self.state.call(self._sweep_orphans)
+        if orphans:
+            logger.info("IPFS: removed %(n)d CAR pack(s) that killed runs wrote but never recorded", {"n": orphans})
         if self.unpin_deleted_enabled:
             try:
                 await self.unpin_deleted()
@@ -263,11 +297,17 @@ class IpfsPipeline:
 
     async def engine_stopped(self) -> None:
         try:
-            if self.unpin_deleted_enabled and self.backend is not None and self.state is not None:
-                try:
-                    await self.unpin_deleted()
-                except IpfsError as exc:
-                    logger.error("IPFS: could not unpin deleted entities: %(error)s", {"error": exc})
+            if self.backend is not None and self.state is not None:
+                if self.unpin_deleted_enabled:
+                    try:
+                        await self.unpin_deleted()
+                    except IpfsError as exc:
+                        logger.error("IPFS: could not unpin deleted entities: %(error)s", {"error": exc})
+                if self.layout == "pack" and self._executor is not None:
+                    try:
+                        await asyncio.wrap_future(self._executor.submit(self.compact))
+                    except (OSError, sqlite3.Error, CarReadError, IpfsError) as exc:
+                        logger.error("IPFS: could not compact the CAR packs: %(error)s", {"error": exc})
         finally:
             await self._release()
 
@@ -289,116 +329,379 @@ class IpfsPipeline:
             return item
         repo_type, repo_id = item.repo_type, item.id
         label = entity_label(repo_type, repo_id)
-        if self.backend is None or self.state is None or self._executor is None:
+        if self.backend is None or self.state is None or self._batcher is None:
             self._fail("node", label, IpfsError("the IPFS pipeline is not open"))
         try:
-            folder = self._folder(repo_type, repo_id)
-        except (HostileIdError, IpfsError) as exc:
+            folder = self.output_dir / OUTPUT_FOLDERS[repo_type] / entity_folder_name(repo_id)
+        except HostileIdError as exc:
             self._fail("folder", label, exc)
-        car_path = self.car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car"
-        loop = asyncio.get_running_loop()
-        try:
-            done = await loop.run_in_executor(self._executor, self._address, folder, car_path)
-        except IpfsError as exc:
-            self._fail("folder", label, exc)
-        except OSError as exc:
-            self._fail("disk", label, exc)
-        self._count(done)
-        cids = {r.path: r.cid for r in done.files}
+        outcome = await self._batcher(Job(repo_type, repo_id, folder))
+        if isinstance(outcome, Failed):
+            self._fail(outcome.reason, label, outcome.error)
+        self._count(outcome)
+        cids = {r.path: r.cid for r in outcome.files}
         files = ItemAdapter(item).get("files")
         for entry in files or ():
             if isinstance(entry, dict) and entry.get("path") in cids:
                 entry["cid"] = cids[entry["path"]]
-        records = (*done.files, CidRecord(FOLDER_PATH, done.root, done.total_size))
-        try:
-            await self.state.call(record_cids, repo_type, repo_id, self.profile.name, records, utc_now())
-            if self.verify_add:
-                await self._verify_add(folder, done, label)
-            await self._pin(repo_type, repo_id, done, label)
-        except IpfsCidMismatchError as exc:
-            self._fail("mismatch", label, exc)
-        except IpfsPinError as exc:
-            self._fail("pin", label, exc)
-        except IpfsError as exc:
-            self._fail("node", label, exc)
-        except OSError as exc:  # the state file
-            self._fail("disk", label, exc)
-        except sqlite3.OperationalError as exc:  # the state file's disk is full or read-only, or anything else
-            self._fail("disk", label, exc)
         return item
-
-    def _folder(self, repo_type: str, repo_id: str) -> Path:
-        root = self._roots.get(repo_type)
-        if root is None:
-            root = self._roots[repo_type] = Path(os.path.realpath(self.output_dir / OUTPUT_FOLDERS[repo_type]))
-        folder = root / entity_folder_name(repo_id)
-        resolved = Path(os.path.realpath(folder))
-        if resolved.parent != root or not (resolved / "metadata.json").is_file():
-            raise IpfsError(f"{folder} is not a stored entity folder (no metadata.json); nothing to address")
-        return resolved
-
-    def _address(self, folder: Path, car_path: Path) -> Addressed:
-        ensure_directory(car_path.parent)
-        ensure_directory(self.scratch_dir)
-        # Written in the scratch folder, then renamed into place: what a kill -9 leaves is only ever there.
-        scratch = self.scratch_dir / f"{os.getpid()}-{car_path.parent.name}-{car_path.name}"
-        return address_folder(folder, car_path, self.profile, scratch=scratch, fsync=self.fsync)
 
     def _count(self, done: Addressed) -> None:
         inc = self.stats.inc_value
         inc("hfscraper/ipfs/entities")
-        inc("hfscraper/ipfs/files", len(done.files))
+        inc("hfscraper/ipfs/files", len(done.files) - 1)
         inc("hfscraper/ipfs/bytes", done.total_size)
         inc(f"hfscraper/ipfs/cid_file/{'written' if done.cid_file_written else 'unchanged'}")
         inc(f"hfscraper/ipfs/car/{'written' if done.car_written else 'unchanged'}")
+        inc(f"hfscraper/ipfs/pin/{'pinned' if done.pinned else 'unchanged'}")
         if done.car_written:
             inc("hfscraper/ipfs/car/bytes", done.car_size)
 
-    async def _verify_add(self, folder: Path, done: Addressed, label: str) -> None:
+    def _count_later(self, key: str, n: int = 1) -> None:
+        """Count from a worker thread (the stats are the loop's)."""
+        if n and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stats.inc_value, key, n)
+
+    def _on_loop(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run a coroutine (a call to the node) on the crawl's loop from a worker thread, and wait for it."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    # -- one batch (a worker thread) -------------------------------------------------------------------------
+
+    def _address_batch(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        """Address *jobs*: one state read, the DAGs and CARs, the pins, one state transaction. Each job gets its
+        `Addressed` or `Failed`."""
+        state, backend = self.state, self.backend
+        if state is None or backend is None:
+            error = IpfsError("the IPFS pipeline is closed")
+            return [(True, Failed("node", error)) for _ in jobs]
+        entities = [_Entity(job) for job in jobs]
+        try:
+            previous = state.submit(previous_pins, backend.name, [(j.repo_type, j.repo_id) for j in jobs]).result()
+        except (sqlite3.Error, OSError) as exc:
+            return [(True, Failed("disk", exc)) for _ in jobs]
+        for entity in entities:
+            entity.previous = previous.get((entity.job.repo_type, entity.job.repo_id))
+        self._count_later("hfscraper/ipfs/batches")
+        cars: list[tuple[str, int, int]] = []
+        by_type: dict[str, list[_Entity]] = {}
+        for entity in entities:
+            by_type.setdefault(entity.job.repo_type, []).append(entity)
+        for repo_type, group in by_type.items():
+            if self.layout == "pack":
+                cars += self._write_cars(repo_type, group, pack=True)
+            else:
+                for entity in group:
+                    cars += self._write_cars(repo_type, [entity], pack=False)
+        live = [e for e in entities if e.failed is None]
+        for entity in live:
+            try:
+                data = f"{entity.root}\n".encode("ascii")
+                entity.cid_file_written = write_if_changed(entity.job.folder / CID_FILE, data, fsync=self.fsync)
+            except OSError as exc:
+                entity.failed = Failed("disk", exc)
+        self._pin(entities)
+        self._record(entities, cars)
+        return [(True, self._outcome(e)) for e in entities]
+
+    def _outcome(self, e: _Entity) -> Addressed | Failed:
+        if e.failed is not None:
+            return e.failed
+        assert e.car is not None
+        size = e.length or 0
+        return Addressed(e.root, e.records, e.total, e.cid_file_written, self.car_dir / e.car, e.written, size,
+                         e.written)  # fmt: skip
+
+    def _type_root(self, repo_type: str) -> Path:
+        root = self._roots.get(repo_type)
+        if root is None:
+            root = self._roots[repo_type] = Path(os.path.realpath(self.output_dir / OUTPUT_FOLDERS[repo_type]))
+        return root
+
+    def _write_cars(self, repo_type: str, group: list[_Entity], *, pack: bool) -> list[tuple[str, int, int]]:
+        """Build every DAG of *group* into one CAR (a pack, or the one entity's CAR); the CARs written."""
+        ensure_directory(self.scratch_dir)
+        self._scratch_counter += 1
+        scratch = self.scratch_dir / f"{os.getpid()}-{id(group)}-{self._scratch_counter}.car"
+        try:
+            writer = PackWriter(scratch, len(group), self.profile.dag_pb_cid_len, fsync=self.fsync)
+        except OSError as exc:
+            for entity in group:
+                entity.failed = Failed("disk", exc)
+            return []
+        held: dict[str, list[str]] = {}
+        try:
+            for entity in group:
+                self._build(entity, writer, held)
+            written = [e for e in group if e.failed is None and e.written]
+            if not written:
+                writer.abort()
+                return []
+            folder = OUTPUT_FOLDERS[repo_type]
+            name = pack_name(folder) if pack else f"{folder}/{written[0].job.folder.name}.car"
+            size = writer.finish(self.car_dir / name)
+        except OSError as exc:
+            writer.abort()
+            for entity in group:
+                if entity.failed is None and entity.written:
+                    entity.failed = Failed("disk", exc)
+            return []
+        for entity in written:
+            entity.car = name
+        self._count_later("hfscraper/ipfs/pack/written")
+        return [(name, len(written), size)]
+
+    def _build(self, entity: _Entity, writer: PackWriter, held: dict[str, list[str]]) -> None:
+        job = entity.job
+        root_dir = self._type_root(job.repo_type)
+        folder = root_dir / job.folder.name
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            mode = 0
+        except OSError as exc:
+            entity.failed = Failed("disk", exc)
+            return
+        if stat.S_ISLNK(mode):
+            entity.failed = Failed("folder", IpfsError(f"{folder} is a symbolic link; nothing to address"))
+            return
+        if not stat.S_ISDIR(mode):
+            entity.failed = Failed(
+                "folder", IpfsError(f"{folder} is not a stored entity folder (no metadata.json); nothing to address")
+            )
+            return
+        importer = Importer(self.profile, writer.sink, exclude=NOT_ADDRESSED, skip_prefix=TEMP_PREFIX)
+        importer.files = []
+        writer.begin()
+        try:
+            link = importer.add_directory(folder)
+        except (OSError, ValueError) as exc:
+            writer.rollback()
+            entity.failed = Failed("disk" if isinstance(exc, OSError) else "folder", exc)
+            return
+        if not any(rel == METADATA_FILE for rel, _, _ in importer.files):
+            writer.rollback()
+            entity.failed = Failed(
+                "folder", IpfsError(f"{folder} is not a stored entity folder (no metadata.json); nothing to address")
+            )
+            return
+        entity.job = Job(job.repo_type, job.repo_id, folder)
+        entity.root = cid_to_str(link.cid)
+        records = [CidRecord(rel, cid_to_str(lk.cid), size) for rel, lk, size in importer.files]
+        records.sort(key=lambda r: r.path.encode("utf-8", "surrogateescape"))
+        entity.total = sum(r.size for r in records)
+        entity.records = (*records, CidRecord(FOLDER_PATH, entity.root, entity.total))
+        prev = entity.previous
+        if prev is not None and prev.root_cid == entity.root and self._holds(prev, held):
+            writer.rollback()  # the recorded CAR already holds this DAG
+            entity.car, entity.offset, entity.length = prev.car_path, prev.car_offset, prev.car_length
+            return
+        placed = writer.commit(link.cid)
+        entity.offset, entity.length, entity.written = placed.offset, placed.length, True
+
+    def _holds(self, pin: PinRow, held: dict[str, list[str]]) -> bool:
+        """Whether the CAR a pin names is on disk with the pin's root: a pack's header names it and the entity's
+        range holds its blocks, hashes checked (an entity comes back with the same root after a repair); an own
+        CAR's header names it (headers read once a batch)."""
+        if not pin.car_path or pin.profile != self.profile.name:
+            return False
+        path = self.car_dir / pin.car_path
+        if pin.car_offset is not None and pin.car_length is not None:
+            try:
+                check_range(path, pin.car_offset, pin.car_length, pin.root_cid)
+            except (OSError, CarReadError):
+                return False
+            return True
+        key = str(path)
+        if key not in held:
+            held[key] = pack_roots_or_none(path)
+        return held[key] == [pin.root_cid]
+
+    def _pin(self, entities: list[_Entity]) -> None:
+        """Have the backend pin the new roots (one call per CAR); unchanged roots are confirmed on a node."""
+        backend = self.backend
+        assert backend is not None
+        new: dict[str, list[_Entity]] = {}
+        for e in entities:
+            if e.failed is None and e.written and e.car is not None:
+                new.setdefault(e.car, []).append(e)
+        if self.verify_add:
+            for e in [e for group in new.values() for e in group]:
+                try:
+                    self._on_loop(self._verify_add(e))
+                except IpfsCidMismatchError as exc:
+                    e.failed = Failed("mismatch", exc)
+                except IpfsError as exc:
+                    e.failed = Failed("node", exc)
+        for car, group in new.items():
+            group = [e for e in group if e.failed is None]
+            if not group:
+                continue
+            path = self.car_dir / car
+            try:
+                problems = self._on_loop(backend.add_pack(path, [e.root for e in group]))
+            except IpfsCidMismatchError as exc:
+                problems, reason = {e.root: exc for e in group}, "mismatch"
+            except IpfsError as exc:
+                problems, reason = {e.root: exc for e in group}, "node"
+            else:
+                reason = "pin"
+            for e in group:
+                problem = problems.get(e.root)
+                if problem is not None:
+                    error = (
+                        problem
+                        if isinstance(problem, BaseException)
+                        else IpfsPinError(problem, cid=e.root, entity=e.job.label)
+                    )
+                    e.failed = Failed(reason, error)
+        if backend.name == "embedded":
+            return
+        for e in entities:  # unchanged roots: still pinned on the node?
+            if e.failed is not None or e.written:
+                continue
+            try:
+                if not self._on_loop(backend.is_pinned(e.root)):
+                    self._on_loop(backend.pin(e.root, e.job.label))
+            except IpfsPinError as exc:
+                e.failed = Failed("pin", exc)
+            except IpfsError as exc:
+                e.failed = Failed("node", exc)
+
+    async def _verify_add(self, e: _Entity) -> None:
         assert self.backend is not None
-        for record in done.files:
+        for record in e.records[:-1]:
             if not node_builds_same_dag(record.size, self.profile):
                 self.stats.inc_value("hfscraper/ipfs/verify/skipped")
                 continue
-            got = await self.backend.add_file(folder / record.path, self.profile)
+            got = await self.backend.add_file(e.job.folder / record.path, self.profile)
             if got != record.cid:
                 raise IpfsCidMismatchError(
-                    f"`add` of {record.path} on the node gives another CID", expected=record.cid, got=got, entity=label
-                )
+                    f"`add` of {record.path} on the node gives another CID", expected=record.cid, got=got,
+                    entity=e.job.label,
+                )  # fmt: skip
             self.stats.inc_value("hfscraper/ipfs/verify/matched")
 
-    async def _pin(self, repo_type: str, repo_id: str, done: Addressed, label: str) -> None:
-        backend, state = self.backend, self.state
-        assert backend is not None and state is not None
-        previous: PinRow | None = await state.call(pin_of, backend.name, repo_type, repo_id)
-        if previous is not None and previous.root_cid == done.root and await backend.is_pinned(done.root):
-            self.stats.inc_value("hfscraper/ipfs/pin/unchanged")
-            if previous.car_path != str(done.car_path) or previous.profile != self.profile.name:
-                await state.call(record_pin, self._pin_row(repo_type, repo_id, done, previous.pinned_at))
-            return
-        await backend.add_car(done.car_path, done.root, label)
-        await state.call(record_pin, self._pin_row(repo_type, repo_id, done, utc_now()))
-        self.stats.inc_value("hfscraper/ipfs/pin/pinned")
-        if previous is not None and previous.root_cid != done.root:
-            await self._unpin_superseded(previous, label)
-
-    def _pin_row(self, repo_type: str, repo_id: str, done: Addressed, when: str) -> PinRow:
-        assert self.backend is not None
-        return PinRow(self.backend.name, repo_type, repo_id, done.root, self.profile.name, str(done.car_path), when)
-
-    async def _unpin_superseded(self, old: PinRow, label: str) -> None:
-        assert self.backend is not None and self.state is not None
-        if await self.state.call(pins_of_root, old.root_cid, old.backend):
-            return  # another entity (or this one again) still pins the same root
+    def _record(self, entities: list[_Entity], cars: list[tuple[str, int, int]]) -> None:
+        """One state transaction for the batch; then the CARs no pin points into are deleted, superseded roots
+        unpinned."""
+        state, backend = self.state, self.backend
+        assert state is not None and backend is not None
+        when = utc_now()
+        done: list[Addressing] = []
+        for e in entities:
+            if e.failed is not None:
+                continue
+            pin = None
+            if e.written:
+                pin = PinRow(backend.name, e.job.repo_type, e.job.repo_id, e.root, self.profile.name, e.car, when,
+                             e.offset, e.length)  # fmt: skip
+            done.append(Addressing(e.job.repo_type, e.job.repo_id, e.records, pin))
         try:
-            await self.backend.unpin(old.root_cid, label)
-        except IpfsError as exc:
-            self.stats.inc_value("hfscraper/ipfs/unpin/failed")
-            logger.warning(
-                "IPFS: could not unpin the superseded root of %(entity)s: %(error)s", {"entity": label, "error": exc}
-            )
+            outcome = state.submit(record_batch, backend.name, self.profile.name, done, cars, when).result()
+        except (sqlite3.Error, OSError) as exc:
+            for e in entities:
+                if e.failed is None:
+                    e.failed = Failed("disk", exc)
             return
-        self.stats.inc_value("hfscraper/ipfs/unpin/superseded")
+        self._delete_cars(outcome.dead_cars)
+        for root, label in outcome.unpin:
+            try:
+                self._on_loop(backend.unpin(root, label))
+            except IpfsError as exc:
+                self._count_later("hfscraper/ipfs/unpin/failed")
+                logger.warning(
+                    "IPFS: could not unpin the superseded root of %(entity)s: %(error)s",
+                    {"entity": label, "error": exc},
+                )
+                continue
+            self._count_later("hfscraper/ipfs/unpin/superseded")
+
+    def _delete_cars(self, names: list[str]) -> None:
+        deleted = 0
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.car_dir / name)
+                deleted += 1
+        self._count_later("hfscraper/ipfs/pack/deleted", deleted)
+
+    # -- maintenance ------------------------------------------------------------------------------------------
+
+    def _sweep_orphans(self, store: StateStore) -> int:
+        """On the state's thread: delete packs that no state row knows and whose writer is dead (killed between
+        the rename and the commit)."""
+        packs = self.car_dir / "packs"
+        if not packs.is_dir():
+            return 0
+        known = known_cars(store)
+        removed = 0
+        for top, _, names in os.walk(packs):
+            for name in names:
+                rel = os.path.relpath(os.path.join(top, name), self.car_dir).replace(os.sep, "/")
+                pid = pack_pid(rel)
+                if rel in known or pid is None or (pid != os.getpid() and process_alive(pid)):
+                    continue
+                if pid == os.getpid():
+                    continue  # this run's own: recorded or failed, its batch decides
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(top, name))
+                    removed += 1
+        return removed
+
+    def compact(self) -> int:
+        """Copy the live entities of sparse packs into new packs, move their pins, delete the old packs (blocking;
+        a worker thread). How many packs were compacted."""
+        state = self.state
+        assert state is not None
+        sparse = state.submit(sparse_packs, COMPACT_LIVE_SHARE, COMPACT_MIN_ENTITIES, COMPACT_MAX_PACKS).result()
+        if len(sparse) < 2 and not any(refs * 4 <= entities for _, refs, entities in sparse):
+            return 0  # one small pack alone: copying it would give the same pack
+        by_type: dict[str, list[str]] = {}
+        for name, _, _ in sparse:
+            parts = name.split("/")
+            if len(parts) == 3:
+                by_type.setdefault(parts[1], []).append(name)
+        compacted = 0
+        for folder, names in by_type.items():
+            pins: list[PinRow] = []
+            group: list[str] = []
+            for name in names:
+                group.append(name)
+                pins += [p for p in state.submit(pins_in_car, name).result() if p.in_pack]
+                if len(pins) >= COMPACT_PACK_ENTITIES or name == names[-1]:
+                    compacted += self._compact_packs(folder, group, pins)
+                    pins, group = [], []
+        self._count_later("hfscraper/ipfs/pack/compacted", compacted)
+        return compacted
+
+    def _compact_packs(self, folder: str, names: list[str], pins: list[PinRow]) -> int:
+        state = self.state
+        assert state is not None
+        ensure_directory(self.scratch_dir)
+        moved: list[PinRow] = []
+        target = pack_name(folder)
+        if pins:
+            scratch = self.scratch_dir / f"{os.getpid()}-compact-{id(pins)}.car"
+            writer = PackWriter(scratch, len(pins), self.profile.dag_pb_cid_len, fsync=self.fsync)
+            try:
+                for pin in pins:
+                    assert pin.car_path is not None and pin.car_offset is not None and pin.car_length is not None
+                    writer.begin()
+                    for chunk in read_range(self.car_dir / pin.car_path, pin.car_offset, pin.car_length, pin.root_cid):
+                        writer.out.write(chunk)
+                    placed = writer.commit(parse_cid(pin.root_cid).bytes)
+                    moved.append(PinRow(pin.backend, pin.repo_type, pin.id, pin.root_cid, pin.profile, target,
+                                        pin.pinned_at, placed.offset, placed.length))  # fmt: skip
+                size = writer.finish(self.car_dir / target)
+            except BaseException:
+                writer.abort()
+                raise
+        else:
+            size = 0
+        dead = state.submit(move_pins, names, moved, target, size, utc_now(), self.output_dir, self.car_dir).result()
+        self._delete_cars(dead)
+        return len(names)
 
     async def unpin_deleted(self) -> int:
         """Unpin every pin of an entity marked deleted, and forget it; how many were removed."""

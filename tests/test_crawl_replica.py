@@ -101,8 +101,8 @@ def test_crawl_mirrors_every_public_entity(replica: ReplicaHandle, tmp_path: Pat
     assert result.stat("hfscraper/spider/incomplete") is None
     assert not [k for k in result.stats if "/bad_page/" in k or "/bad_item/" in k or "/refused/" in k]
     # only the other folders of the tree stay empty: besides the type's folder there are only its CAR packs
-    # (car/packs/<type>) and the downloads' scratch folder (.tmp/), the provenance graph (provenance/) and the folder's record
-    # (OWNER_FILE); every entity folder has its metadata.json and ipfs_cid.txt
+    # (car/packs/<type>) and the downloads' scratch folder (.tmp/), the provenance graph (provenance/) and the
+    # folder's record (OWNER_FILE); every entity folder has its metadata.json and ipfs_cid.txt
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [OUTPUT_FOLDERS[repo_type], "car", ".tmp", "provenance", OWNER_FILE]
     )

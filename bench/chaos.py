@@ -176,20 +176,13 @@ def fault_rules(rate: float) -> list[dict[str, Any]]:
 
 
 def tree(root: Path) -> tuple[dict[str, bytes], int]:
-    """Every file of an output folder by relative path, bar its owner file and scratch space; and how many files
-    the scratch space (any `.tmp/`) holds."""
+    """Every file of an output folder by relative path (CAR packs by the entities they hold), bar its owner file
+    and scratch space; and how many files the scratch space (any `.tmp/`) holds."""
     from hfscraper.output_owner import OWNER_FILE
+    from tests.support.trees import output_files
 
-    files, scratch = {}, 0
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(root)
-        if ".tmp" in rel.parts[:-1]:
-            scratch += 1
-        elif rel.as_posix() != OWNER_FILE:
-            files[rel.as_posix()] = path.read_bytes()
-    return files, scratch
+    scratch = sum(1 for p in root.rglob("*") if p.is_file() and ".tmp" in p.relative_to(root).parts[:-1])
+    return output_files(root, skip=(OWNER_FILE,)), scratch
 
 
 def pending_previews(out: Path) -> list[str]:

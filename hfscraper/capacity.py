@@ -446,6 +446,7 @@ def mirror_usage(output: Path, car_dir: Path, state_file: Path) -> dict[str, dic
     per CAR subfolder, `provenance`, `state` (the state file with its WAL), `other` (the rest of the output
     folder)."""
     from hfscraper.constants import OUTPUT_FOLDERS
+    from hfscraper.ipfs.packs import PACK_FOLDER
     from hfscraper.provenance.freshness import PROVENANCE_FOLDER
 
     usage: dict[str, dict[str, int]] = {}
@@ -465,6 +466,13 @@ def mirror_usage(output: Path, car_dir: Path, state_file: Path) -> dict[str, dic
     except OSError:
         car_entries = []
     for entry in car_entries:
+        if entry.name == PACK_FOLDER and entry.is_dir(follow_symlinks=False):
+            # Packs (the default layout), packs/<type>/: counted per type, as the per-entity layout's <type>/ is.
+            usage.setdefault("CARs (other)", {"bytes": 0, "inodes": 0})["inodes"] += 1  # the packs folder itself
+            for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                repo_type = type_of_folder.get(sub.name)
+                add(f"{repo_type} CARs" if repo_type else "CARs (other)", Path(sub.path))
+            continue
         repo_type = type_of_folder.get(entry.name)
         add(f"{repo_type} CARs" if repo_type else "CARs (other)", Path(entry.path))
     add(PROVENANCE_FOLDER, output / PROVENANCE_FOLDER)

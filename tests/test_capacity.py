@@ -32,6 +32,7 @@ from tests.support.crawl import (
     parse_stats,
 )
 from tests.support.replica import ReplicaHandle, replica_fixture
+from tests.support.trees import output_files
 from tests.test_resource_failures import namespace_prefix
 
 MODELS = 100
@@ -104,13 +105,8 @@ def _result(log: Path) -> tuple[int, str, dict[str, Any]]:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    files = {}
-    for top, _dirs, names in os.walk(root):
-        for name in names:
-            path = Path(top) / name
-            if path != root / OWNER_FILE:  # names the folder's own state file
-                files[path.relative_to(root).as_posix()] = path.read_bytes()
-    return files
+    # Bar the owner file (it names the folder's own state file); CAR packs by the entities they hold.
+    return output_files(root, skip=(OWNER_FILE,))
 
 
 def test_a_crawl_stops_before_the_inodes_run_out_and_continues_once_there_is_room(
@@ -256,7 +252,7 @@ def test_status_shows_the_disks_and_with_usage_bytes_and_inodes_per_type(
     assert usage["model folders"]["inodes"] == 1 + sum(1 for _ in folders.rglob("*"))
     entities = len(list(folders.iterdir()))
     assert usage["model folders"]["entities"] == entities == report["entities"]["model"]["live"]
-    assert usage["model CARs"]["inodes"] == 1 + sum(1 for _ in (out / "car" / "models").rglob("*"))
+    assert usage["model CARs"]["inodes"] == 1 + sum(1 for _ in (out / "car" / "packs" / "models").rglob("*"))
     assert usage["provenance"]["inodes"] == 1 + sum(1 for _ in (out / "provenance").rglob("*"))
     assert usage["state"]["bytes"] > 0
     blocks = sum(p.lstat().st_blocks * 512 for p in [folders, *folders.rglob("*")])

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hfscraper.hub import entity_folder_name, parse_link_next
+from hfscraper.ipfs.packs import pack_roots
 from hfscraper.output_owner import OWNER_FILE
 from tests.support.crawl import (
     METADATA_ONLY,
@@ -35,6 +36,7 @@ from tests.support.crawl import (
     public,
 )
 from tests.support.replica import ReplicaHandle, run_replica
+from tests.support.trees import output_files
 
 LISTING = r"^/api/models\?"
 
@@ -92,12 +94,8 @@ def test_refused_cursors_mid_run_put_no_entity_into_the_feed_twice(big_replica: 
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under an output folder (bar the crawl's scratch space), by relative path."""
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.relative_to(root).as_posix().startswith(".tmp/") and p.name != OWNER_FILE
-    }
+    """Every file under an output folder (bar the crawl's scratch space), by relative path; CAR packs by entity."""
+    return output_files(root, skip=(".tmp/", OWNER_FILE))
 
 
 def test_a_failed_redownload_keeps_the_verified_copy_and_the_entity_is_redone(
@@ -134,7 +132,8 @@ def test_a_failed_redownload_keeps_the_verified_copy_and_the_entity_is_redone(
 
 def test_tampering_is_noticed_by_the_next_plain_run_and_repaired(replica: ReplicaHandle, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert_complete(crawl(replica, "models", out))
+    entity_cars = {"HFSCRAPER_IPFS_CAR_LAYOUT": "entity"}  # one CAR per entity: exactly one entity loses its CAR
+    assert_complete(crawl(replica, "models", out, settings=entity_cars))
     clean = snapshot(out)
     configs = sorted(p for p in clean if p.endswith("/config.json"))
     cars = sorted(p for p in clean if p.startswith("car/models/"))
@@ -147,13 +146,31 @@ def test_tampering_is_noticed_by_the_next_plain_run_and_repaired(replica: Replic
     car.unlink()
     garbled.write_text("{not json", encoding="utf-8")
 
-    again = crawl(replica, "models", out)
+    again = crawl(replica, "models", out, settings=entity_cars)
     assert_complete(again)
     touched = {
         Path(p).parent.name if p.startswith("models/") else Path(p).stem for p in (*configs[:2], cars[2], metadata[3])
     }
     assert again.stat("hfscraper/files/entities") == len(touched), again.stderr[-3000:]  # those folders, nothing else
     assert again.stat("hfscraper/files/downloaded") == 2  # the changed byte and the deleted file
+    assert snapshot(out) == clean
+    assert status(replica, out).returncode == 0
+
+
+def test_a_lost_pack_is_noticed_and_its_entities_are_stored_again(replica: ReplicaHandle, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_complete(crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10))
+    clean = snapshot(out)
+    packs = sorted((out / "car" / "packs" / "models").glob("*.car"))
+    assert len(packs) >= 2
+    lost = packs[len(packs) // 2]
+    roots = set(pack_roots(lost))
+    held = {p for p, data in clean.items() if p.endswith("/ipfs_cid.txt") and data.strip().decode() in roots}
+    lost.unlink()
+
+    again = crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10)
+    assert_complete(again)
+    assert again.stat("hfscraper/ipfs/entities") == len(held)  # the pack's entities, nothing else
     assert snapshot(out) == clean
     assert status(replica, out).returncode == 0
 

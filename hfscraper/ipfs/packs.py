@@ -199,3 +199,23 @@ def standalone_car(path: Path, offset: int, length: int, root: str, out: BinaryI
         out.write(chunk)
         written += len(chunk)
     return written
+
+
+def pack_entities(path: Path) -> dict[str, bytes]:
+    """Each root of a pack with its entity's own single-root CAR, found without the state: an entity's range ends
+    with its root's block. Two packs (or layouts) hold the same entities exactly when these agree, whatever the
+    grouping, names and order of the packs. CarReadError, OSError."""
+    name = os.fspath(path)
+    cars: dict[str, bytes] = {}
+    with open(name, "rb") as f:
+        roots, _ = _open_payload(f, name)
+        wanted = {root.bytes for root in roots}
+        start = f.tell()
+        for cid, block_offset, block in iter_sections(f, name, None):
+            if cid.bytes in wanted:
+                end = block_offset + len(block)
+                f.seek(start)
+                cars[str(cid)] = header_section(cid.bytes) + f.read(end - start)
+                f.seek(end)
+                start = end
+    return cars

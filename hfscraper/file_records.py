@@ -25,15 +25,26 @@ def record_files(
     store: StateStore, repo_type: str, repo_id: str, results: Iterable[Mapping[str, Any]], when: str
 ) -> None:
     """Replace the entity's file outcomes with *results* (dicts as on `item.files`), in one transaction."""
+    record_files_batch(store, [(repo_type, repo_id, results, when)])
+
+
+def record_files_batch(
+    store: StateStore, entities: Iterable[tuple[str, str, Iterable[Mapping[str, Any]], str]]
+) -> None:
+    """`record_files` of several entities (`(repo_type, id, results, when)`), in one transaction: the crawl
+    records the entities of a page together instead of one transaction each."""
+    entities = list(entities)
     rows = [
         (
             repo_type, repo_id, r["path"], r["status"], r.get("reason"), r.get("size"), r.get("sha256"),
             r.get("blob_sha1"), when,
         )
+        for repo_type, repo_id, results, when in entities
         for r in results
     ]  # fmt: skip
     with store.transaction():
-        store.db.execute("DELETE FROM files WHERE repo_type = ? AND id = ?", (repo_type, repo_id))
+        keys = [(repo_type, repo_id) for repo_type, repo_id, _, _ in entities]
+        store.db.executemany("DELETE FROM files WHERE repo_type = ? AND id = ?", keys)
         store.db.executemany(
             "INSERT OR REPLACE INTO files (repo_type, id, path, status, reason, size, sha256, blob_sha1, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -306,6 +306,42 @@ def test_a_new_commit_with_the_same_files_fetches_no_bytes(replica: ReplicaHandl
     assert_matches_truth(result, truth, "model", ["*"])
 
 
+def test_disk_work_goes_to_worker_threads_in_groups(mirror: dict[str, Any]) -> None:
+    # Hashing, writing and placing a file is one call in a worker thread, and the calls of one event-loop turn
+    # share a thread hop: fewer hops than entities and files (it was two per file and one per entity), and the
+    # file outcomes of several entities share a state transaction.
+    result = mirror["results"]["model"]
+    entities, files = result.stat("hfscraper/files/entities"), result.stat("hfscraper/files/downloaded")
+    assert entities and files
+    hops = result.stat("hfscraper/files/thread_calls")
+    assert hops is not None and 1 <= hops < entities + files, (hops, entities, files)
+    writes = result.stat("hfscraper/files/state_writes")
+    assert writes is not None and 1 <= writes <= entities, (writes, entities)
+
+
+def test_a_folder_is_pruned_to_the_listed_commit(replica: ReplicaHandle, mirror: dict[str, Any]) -> None:
+    # Files the listed commit does not have (and a planted symlink) go; the chosen files stay, unchanged.
+    truth = replica.truth
+    entity = next(
+        e for e in public(truth, "model")
+        if not e["gated"] and not e["disabled"] and e["id"] != HOSTILE_MODEL and expected_files(e, ["*"])
+    )  # fmt: skip
+    out = mirror["root"] / "out"
+    folder = out / "models" / entity_folder_name(entity["id"])
+    (folder / "stale.txt").write_bytes(b"not in the repo")
+    (folder / "old" / "deep").mkdir(parents=True)
+    (folder / "old" / "deep" / "x.json").write_bytes(b"{}")
+    (folder / "elsewhere").symlink_to(mirror["root"], target_is_directory=True)
+    replica.mutate("model", touch=[entity["id"]])
+    result = run(replica, "models", out, ALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stat("hfscraper/files/pruned") == 3
+    assert not (folder / "stale.txt").exists() and not (folder / "old").exists()
+    assert not (folder / "elsewhere").is_symlink() and mirror["root"].is_dir()
+    assert set(files_on_disk(folder)) == set(expected_files(entity, ["*"]))
+    assert_matches_truth(result, truth, "model", ["*"])
+
+
 # -- failures ----------------------------------------------------------------------------------------------------
 
 

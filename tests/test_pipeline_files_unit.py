@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from hfscraper.fsutil import TEMP_PREFIX
-from hfscraper.pipelines.files import place_file, prune_entity_folder, sweep_temp_dir
+from hfscraper.pipelines.files import list_entity_folder, place_file, prune_entity_folder, sweep_temp_dir
 from hfscraper.repofiles import UnsafePathError
 from hfscraper.streaming import CHUNK_SIZE, BodyStreamer, HubOriginError, StreamError
 
@@ -70,6 +70,36 @@ def test_place_file_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError) as caught:
         place_file(folder, ("sub", "x.txt"), _tmp_file(tmp_path / ".tmp", b"x"))
     assert caught.value.reason == "not_a_folder"
+
+
+def test_place_file_refuses_an_entity_folder_swapped_for_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "models" / "o__m"
+    folder.parent.mkdir()
+    folder.symlink_to(outside, target_is_directory=True)  # after the stage checked the folder
+    tmp = _tmp_file(tmp_path / ".tmp", b"x")
+    with pytest.raises(UnsafePathError) as caught:
+        place_file(folder, ("config.json",), tmp)
+    assert caught.value.reason == "outside_folder"
+    assert list(outside.iterdir()) == []
+
+
+# -- what a folder holds ---------------------------------------------------------------------------------------
+
+
+def test_list_entity_folder_names_what_is_not_the_crawls_own(tmp_path: Path) -> None:
+    folder = tmp_path / "e"
+    (folder / "sub" / "deep").mkdir(parents=True)
+    for name in ("metadata.json", "ipfs_cid.txt", f"{TEMP_PREFIX}9-1-1.part"):
+        (folder / name).write_bytes(b"crawl's own")
+    (folder / "README.md").write_bytes(b"12345")
+    (folder / "sub" / "deep" / "config.json").write_bytes(b"{}")
+    (folder / "link").symlink_to(tmp_path)  # listed, never followed
+    assert list_entity_folder(folder) == {
+        "README.md": 5, "sub/": None, "sub/deep/": None, "sub/deep/config.json": 2, "link": None,
+    }  # fmt: skip
+    assert list_entity_folder(tmp_path / "e" / "sub" / "deep") == {"config.json": 2}
 
 
 # -- pruning ---------------------------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ mismatch, a short body or a lost download is discarded and the file fetched agai
 times; stats `hfscraper/files/mismatch`, `hfscraper/files/retries`). Bodies are written to
 `output_dir/.tmp/` (never inside an entity folder, whose CID must be computable at any moment) and moved into
 place with `os.replace` only once verified: an entity folder never holds a partial or unverified file. What a
-killed run left in `.tmp` is removed by the next run.
+killed run left in `.tmp` is removed by the next run. Checking, writing and placing a body is one call in a
+worker thread (`store_verified`; a body is checked before it is written), and the calls made during one
+event-loop turn share one thread hop (`hfscraper.batching.ThreadBatcher`).
 
 **Paths.** Only plain repository ids get files (`non_plain_id` otherwise: the real Hub has no other ids, and
 such an id must not build a URL). A path is refused, the file skipped and the entity kept, when
@@ -62,22 +64,25 @@ HFSCRAPER_HUB_ENDPOINT, HFSCRAPER_STORE_FSYNC; Scrapy's USER_AGENT, DOWNLOAD_TIM
 
 Stats (prefix hfscraper/files/): entities, chosen, downloaded, downloaded_bytes, streamed, unchanged,
 skipped/<reason>, mismatch, retries, failed, failed/<reason>, pruned, no_siblings, paths_info/requests,
-paths_info/failed, interrupted (files not downloaded because the crawl was stopping) and interrupted_entities.
+paths_info/failed, interrupted (files not downloaded because the crawl was stopping) and interrupted_entities;
+thread_calls (worker-thread hops of the disk work: each entity folder's look, each file's hash-check-write-place,
+each prune, grouped per event-loop turn) and state_writes (transactions of file outcomes, several entities each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import json
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import urljoin
 
 from scrapy import Request, signals
@@ -85,9 +90,10 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest, NotConfigured, StopDow
 from scrapy.http import Headers, Response
 
 from hfscraper import constants
+from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
-from hfscraper.file_records import record_files
+from hfscraper.file_records import record_files_batch
 from hfscraper.fsutil import TEMP_PREFIX, fsync_directory, sweep_dead_temp_files
 from hfscraper.hub import entity_folder_name, is_plain_id, normalize_endpoint
 from hfscraper.items import HubEntityItem
@@ -126,6 +132,9 @@ LIMIT_META: Final = "hfscraper_file_limit"
 MAX_HOPS: Final = 5
 #: Paths per paths-info request (the Hub's limit, hub-api.md §2.2).
 PATHS_INFO_BATCH: Final = 2000
+#: Calls grouped into one worker-thread hop (`hfscraper.batching.ThreadBatcher`), and the stage's disk threads.
+BATCH_SIZE: Final = 64
+DISK_THREADS: Final = 2
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _TMP_NAMES = itertools.count()
 _PATTERN_SETTINGS: Final = {
@@ -133,6 +142,8 @@ _PATTERN_SETTINGS: Final = {
     constants.REPO_TYPE_DATASET: "HFSCRAPER_FILES_DATASETS",
     constants.REPO_TYPE_SPACE: "HFSCRAPER_FILES_SPACES",
 }
+
+_A = TypeVar("_A")
 
 DOWNLOADED, UNCHANGED, SKIPPED, FAILED = "downloaded", "unchanged", "skipped", "failed"
 #: The reason of a file the crawl stopped before it was downloaded (a requested stop, not a failure).
@@ -184,6 +195,25 @@ class _Entity:
     folder: Path
     known: dict[str, KnownFile] | None = None
     lower_paths: dict[str, str] = field(default_factory=dict)
+    #: What the folder held when the stage began (`list_entity_folder`): which files to look at for `unchanged`
+    #: (only those) and whether the folder needs pruning at the end.
+    existing: dict[str, int | None] | None = None
+
+
+@dataclass
+class _StoreJob:
+    """One verified placement, run in a worker thread (`store_verified`): hash, check, write, move into place."""
+
+    folder: Path
+    segments: tuple[str, ...]
+    tmp: Path
+    #: The body to write to *tmp*; None when *tmp* already holds it (streamed) and *hasher* has its hashes.
+    body: bytes | None
+    hasher: FileHasher | None
+    sha256: str | None  # the expected hash: the SHA-256 if known, else the git blob SHA-1
+    blob_sha1: str | None
+    git: bool  # compute the git blob SHA-1 as well (files kept in git: item.files names it)
+    fsync: bool
 
 
 class _Skip(Exception):
@@ -250,6 +280,16 @@ class RepoFilesPipeline:
         self._in_flight = asyncio.Semaphore(max(1, settings.getint("CONCURRENT_REQUESTS", 16)))
         self._warned: set[str] = set()
         self.guard = ResourceGuard.of(crawler)
+        self._roots: dict[str, Path] = {}
+        # Disk work in worker threads, the calls of one event-loop turn grouped into one thread hop (a 2 KB file
+        # costs less to hash and write than to hand over to a thread): the look at each entity folder, each
+        # verified file's placement, each prune; and the file outcomes of many entities in one state transaction.
+        self._executor = concurrent.futures.ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="hfscraper-files")
+        self._inspections = ThreadBatcher(self._inspect, BATCH_SIZE, submit=self._hop)
+        self._stores = ThreadBatcher(store_verified, BATCH_SIZE, submit=self._hop)
+        self._prunes = ThreadBatcher(_prune_job, BATCH_SIZE, submit=self._hop)
+        self._hashes = ThreadBatcher(_hash_in_place, BATCH_SIZE, submit=self._hop)
+        self._records: ThreadBatcher[tuple[str, str, list[dict[str, Any]], str], None] | None = None
         crawler.signals.connect(self._headers_received, signal=signals.headers_received)
 
     @classmethod
@@ -266,6 +306,11 @@ class RepoFilesPipeline:
                 "Files: cannot open the crawl state %(file)s: %(error)s", {"file": self.state_file, "error": exc}
             )
             raise CloseSpider("state_error") from exc
+        state = self.state
+        self._records = ThreadBatcher(
+            None, BATCH_SIZE, batch_func=lambda entries: _record_batch(state.store, entries),
+            submit=lambda run, entries: self._state_hop(state, run, entries),
+        )  # fmt: skip
         try:
             await asyncio.to_thread(self._sweep)
         except OSError as exc:
@@ -294,9 +339,22 @@ class RepoFilesPipeline:
                 },
             )  # fmt: skip
         await self.streamer.close()
+        self._executor.shutdown(wait=True)
         if self.state is not None:
             state, self.state = self.state, None
             await asyncio.to_thread(state.release)
+
+    def _hop(
+        self, run: Callable[[list[_A]], list[tuple[bool, Any]]], args: list[_A]
+    ) -> concurrent.futures.Future[list[tuple[bool, Any]]]:
+        self.stats.inc_value(f"{STATS}/thread_calls")
+        return self._executor.submit(run, args)
+
+    def _state_hop(
+        self, state: SharedStateStore, run: Callable[[list[_A]], list[tuple[bool, Any]]], args: list[_A]
+    ) -> concurrent.futures.Future[list[tuple[bool, Any]]]:
+        self.stats.inc_value(f"{STATS}/state_writes")
+        return state.submit(lambda _store: run(args))
 
     def _headers_received(self, headers: Headers, body_length: int, request: Request, spider: Any = None) -> None:
         """Stop a file download at its headers when its body is larger than that request accepts."""
@@ -316,7 +374,7 @@ class RepoFilesPipeline:
         paths = select_files(item.siblings, self.patterns.get(item.repo_type, []))
         if paths:
             self.stats.inc_value(f"{STATS}/chosen", len(paths))
-        job = self._job(item, paths)
+        job = await self._job(item, paths)
         if not isinstance(job, _Entity):
             results = [FileResult(p, SKIPPED, reason=job) for p in paths]
             for _ in results:
@@ -332,8 +390,10 @@ class RepoFilesPipeline:
             # Only a folder whose every file succeeded becomes the listed commit's snapshot: after a failure the
             # copy already on disk (verified when it was placed) stays until a later run replaces it.
             if not any(r.status == FAILED for r in results):
-                kept = {r.path for r in results if r.status in (DOWNLOADED, UNCHANGED)}
-                await asyncio.to_thread(self._prune, job, kept)
+                kept = frozenset(r.path for r in results if r.status in (DOWNLOADED, UNCHANGED))
+                # A folder that held nothing but the crawl's own files and the kept ones has nothing to prune.
+                if job.existing is None or any(path not in kept for path in job.existing):
+                    await self._prune(job, kept)
         item.files = [r.to_dict() for r in results]
         failed = [r for r in results if r.status == FAILED]
         if failed and all(r.reason == SHUTDOWN for r in failed):
@@ -354,10 +414,10 @@ class RepoFilesPipeline:
 
     async def _record(self, item: HubEntityItem) -> None:
         """Keep the entity's file outcomes in the crawl state, for `scrapy status` (failures included)."""
-        if self.state is None:
+        if self._records is None:
             return
         try:
-            await self.state.call(record_files, item.repo_type, item.id, item.files or [], utc_now())
+            await self._records((item.repo_type, item.id, item.files or [], utc_now()))
         except Exception as exc:  # the files are in place; only the report would miss them
             self.stats.inc_value(f"{STATS}/state_errors")
             if self.guard.handle(exc) is not None:
@@ -376,7 +436,7 @@ class RepoFilesPipeline:
                 {"type": item.repo_type},
             )
 
-    def _job(self, item: HubEntityItem, paths: list[str]) -> _Entity | str:
+    async def _job(self, item: HubEntityItem, paths: list[str]) -> _Entity | str:
         """The entity's job, or the reason none of its files can be fetched."""
         repo_id = item.id
         if not is_plain_id(repo_id):
@@ -391,14 +451,32 @@ class RepoFilesPipeline:
                     {"type": item.repo_type},
                 )
             return "no_sha"
-        root = Path(os.path.realpath(self.output_dir / OUTPUT_FOLDERS[item.repo_type]))
-        name = entity_folder_name(repo_id)
-        folder = root / name
-        resolved = Path(os.path.realpath(folder))
-        if resolved.parent != root or resolved.name != name or not resolved.is_dir():
+        found = await self._inspections((item.repo_type, entity_folder_name(repo_id)))
+        if found is None:
             return "no_entity_folder"  # the store refused it or a symlink points elsewhere: nothing is written
         assert isinstance(sha, str)
-        return _Entity(item, item.repo_type, repo_id, sha, resolved)
+        folder, existing = found
+        return _Entity(item, item.repo_type, repo_id, sha, folder, existing=existing)
+
+    def _inspect(self, job: tuple[str, str]) -> tuple[Path, dict[str, int | None] | None] | None:
+        """(worker thread) The entity folder and what it holds (`list_entity_folder`; None if it cannot be
+        listed), or None when it is not a real folder directly inside the resolved type folder (missing, a
+        symlink, a file)."""
+        repo_type, name = job
+        root = self._roots.get(repo_type)
+        if root is None:  # resolved once, as the entity store does; then one lstat per entity instead of realpath's
+            root = self._roots[repo_type] = Path(os.path.realpath(self.output_dir / OUTPUT_FOLDERS[repo_type]))
+        folder = root / name
+        try:
+            info = os.lstat(folder)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        try:
+            return folder, list_entity_folder(folder)
+        except OSError:  # each file is then looked at on disk, and the folder pruned
+            return folder, None
 
     # -- one file -------------------------------------------------------------------------------------------
 
@@ -520,29 +598,30 @@ class RepoFilesPipeline:
             self._unchanged(result)
             return
         tmp = self._tmp_path()
-        try:
-            # A body on the Hub's own origin (a mirror without a CDN) goes through Scrapy: it may need the token.
-            if size > self.threshold and origin_of(location) != self.hub_origin:
-                try:
-                    hasher = await self.streamer.download(location, tmp, expected_size=size)
-                except StreamError as exc:
-                    if exc.retry:
-                        raise _Retry(exc.reason, str(exc)) from None
-                    raise _Fail(exc.reason, str(exc)) from None
-                self.stats.inc_value(f"{STATS}/streamed")
-            else:
-                body_response = await self._fetch(location, limit=size, follow=True)
-                if body_response.status != 200:
-                    self._bad_status(body_response, "the CDN")
-                body = body_response.body
-                if len(body) != size or "download_stopped" in body_response.flags:
-                    raise _Retry("size_mismatch", f"{len(body)} bytes from {location[:80]}, expected {size}")
-                hasher = await asyncio.to_thread(_hash_and_write, body, size, tmp)
-            if hasher.sha256 != sha256:
-                raise _Retry("mismatch", f"SHA-256 {hasher.sha256} of the bytes, expected {sha256} (X-Linked-Etag)")
-            await self._place(job, segments, tmp)
-        finally:
-            remove_quietly(tmp)
+        body: bytes | None = None
+        streamed: FileHasher | None = None
+        # A body on the Hub's own origin (a mirror without a CDN) goes through Scrapy: it may need the token.
+        if size > self.threshold and origin_of(location) != self.hub_origin:
+            try:
+                streamed = await self.streamer.download(location, tmp, expected_size=size)
+            except StreamError as exc:
+                remove_quietly(tmp)
+                if exc.retry:
+                    raise _Retry(exc.reason, str(exc)) from None
+                raise _Fail(exc.reason, str(exc)) from None
+            except BaseException:
+                remove_quietly(tmp)
+                raise
+            self.stats.inc_value(f"{STATS}/streamed")
+        else:
+            body_response = await self._fetch(location, limit=size, follow=True)
+            if body_response.status != 200:
+                self._bad_status(body_response, "the CDN")
+            body = body_response.body
+            if len(body) != size or "download_stopped" in body_response.flags:
+                raise _Retry("size_mismatch", f"{len(body)} bytes from {location[:80]}, expected {size}")
+        store = _StoreJob(job.folder, segments, tmp, body, streamed, sha256, None, git=False, fsync=self.fsync)
+        hasher = await self._store(store, segments)
         self._downloaded(result, hasher, blob=False)
 
     async def _final_response(
@@ -565,16 +644,11 @@ class RepoFilesPipeline:
             expected_sha256 = result.sha256 if is_sha256(result.sha256) else None
         if expected_sha256 is None and expected_sha1 is None:
             raise _Fail("no_checksum", f"no ETag to check the {len(body)} bytes against")
-        tmp = self._tmp_path()
-        try:
-            hasher = await asyncio.to_thread(_hash_and_write, body, len(body), tmp)
-            if expected_sha256 is not None and hasher.sha256 != expected_sha256:
-                raise _Retry("mismatch", f"SHA-256 {hasher.sha256} of the bytes, expected {expected_sha256}")
-            if expected_sha256 is None and hasher.git_sha1 != expected_sha1:
-                raise _Retry("mismatch", f"git blob SHA-1 {hasher.git_sha1} of the bytes, expected {expected_sha1}")
-            await self._place(job, segments, tmp)
-        finally:
-            remove_quietly(tmp)
+        store = _StoreJob(
+            job.folder, segments, self._tmp_path(), body, None, expected_sha256,
+            None if expected_sha256 is not None else expected_sha1, git=True, fsync=self.fsync,
+        )  # fmt: skip
+        hasher = await self._store(store, segments)
         result.lfs = expected_sha256 is not None and result.lfs is not False
         self._downloaded(result, hasher, blob=True)
 
@@ -614,7 +688,10 @@ class RepoFilesPipeline:
         A body above *limit* bytes is not downloaded: its headers stop it (`download_stopped` in the response's
         flags) when they declare the size, Scrapy's `download_maxsize` cancels it otherwise.
         """
-        meta: dict[str, Any] = {"dont_redirect": not follow, "download_warnsize": 0, UNSCHEDULED_META: True}
+        # No cookies: file downloads need none, and the cookie jar costs every request (both ways) its time.
+        meta: dict[str, Any] = {
+            "dont_redirect": not follow, "dont_merge_cookies": True, "download_warnsize": 0, UNSCHEDULED_META: True,
+        }  # fmt: skip
         if limit is not None:
             meta["download_maxsize"] = max(limit, 1)  # 0 would mean "no limit" to Scrapy
             meta[LIMIT_META] = limit
@@ -675,31 +752,32 @@ class RepoFilesPipeline:
         blob_sha1: str | None = None,
     ) -> bool:
         """True when the file is already in place with this content (a regular file, not a symlink)."""
-        target = job.folder.joinpath(*segments)
-        try:
-            info = os.lstat(target)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        if not stat.S_ISREG(info.st_mode) or (size is not None and info.st_size != size):
-            return False
         if sha256 is None and blob_sha1 is None:
             return False
-        hasher = await asyncio.to_thread(_hash_file, target, info.st_size, sha256 is None)
+        if job.existing is not None:
+            # The folder's listing from the start of the stage: no disk access for a file that was not there.
+            listed = job.existing.get("/".join(segments))
+            if listed is None or (size is not None and listed != size):  # absent, or not a regular file
+                return False
+        hasher = await self._hashes((job.folder.joinpath(*segments), size, sha256 is None))
+        if hasher is None:
+            return False
         if sha256 is not None:
             return hasher.sha256 == sha256
         return hasher.git_sha1 == blob_sha1
 
-    async def _place(self, job: _Entity, segments: tuple[str, ...], tmp: Path) -> None:
+    async def _store(self, store: _StoreJob, segments: tuple[str, ...]) -> FileHasher:
+        """Verify a body and move it into place (`store_verified`, in a worker thread)."""
         try:
-            await asyncio.to_thread(place_file, job.folder, segments, tmp, fsync=self.fsync)
+            return await self._stores(store)
         except UnsafePathError as exc:
             raise _Skip("unsafe_path", str(exc)) from None
         except OSError as exc:
             failure = self.guard.handle(exc)
             raise _Fail(failure.reason if failure else "disk", f"cannot write {'/'.join(segments)}: {exc}") from None
 
-    def _prune(self, job: _Entity, kept: set[str]) -> None:
-        removed = prune_entity_folder(job.folder, kept)
+    async def _prune(self, job: _Entity, kept: frozenset[str]) -> None:
+        removed = await self._prunes((job.folder, kept))
         if removed:
             self.stats.inc_value(f"{STATS}/pruned", removed)
 
@@ -737,13 +815,78 @@ def _known_file(entry: object) -> KnownFile | None:
     return KnownFile(size, oid if is_sha1(oid) else None, None, False)
 
 
-def _hash_and_write(body: bytes, size: int, tmp: Path) -> FileHasher:
-    hasher = FileHasher(size)
-    hasher.update(body)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(body)
+def store_verified(job: _StoreJob) -> FileHasher:
+    """Hash the body, check it against the expected hash, write it to the temporary file and move that into
+    place (`place_file`): one worker-thread call per file. Raises _Retry on a mismatch (nothing is written),
+    UnsafePathError or OSError; the temporary file never outlives a failure."""
+    try:
+        if job.body is not None:
+            hasher = FileHasher(len(job.body), git=job.git)
+            hasher.update(job.body)
+        else:
+            assert job.hasher is not None
+            hasher = job.hasher
+        if job.sha256 is not None and hasher.sha256 != job.sha256:
+            raise _Retry("mismatch", f"SHA-256 {hasher.sha256} of the bytes, expected {job.sha256}")
+        if job.sha256 is None and hasher.git_sha1 != job.blob_sha1:
+            raise _Retry("mismatch", f"git blob SHA-1 {hasher.git_sha1} of the bytes, expected {job.blob_sha1}")
+        if job.body is not None:
+            fd = os.open(job.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(job.body)
+        place_file(job.folder, job.segments, job.tmp, fsync=job.fsync)
+    except BaseException:
+        remove_quietly(job.tmp)
+        raise
     return hasher
+
+
+def list_entity_folder(folder: Path) -> dict[str, int | None]:
+    """What an entity folder holds besides the crawl's own files: relative path -> size of each regular file,
+    None for anything else (a symlink, a sub-folder as `path/`). Symlinks are not followed."""
+    found: dict[str, int | None] = {}
+    pending = [(folder, "")]
+    while pending:
+        current, prefix = pending.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if not prefix and (entry.name in RESERVED_NAMES or entry.name.startswith(TEMP_PREFIX)):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    found[rel + "/"] = None
+                    pending.append((Path(entry.path), rel + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    found[rel] = entry.stat(follow_symlinks=False).st_size
+                else:
+                    found[rel] = None
+    return found
+
+
+def _hash_in_place(job: tuple[Path, int | None, bool]) -> FileHasher | None:
+    """The hashes of the regular file at *path* (None if it is missing, not a regular file or not *size*);
+    *git*: its git blob SHA-1 as well."""
+    path, size, git = job
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(info.st_mode) or (size is not None and info.st_size != size):
+        return None
+    return _hash_file(path, info.st_size, git)
+
+
+def _prune_job(job: tuple[Path, frozenset[str]]) -> int:
+    return prune_entity_folder(*job)
+
+
+def _record_batch(store: Any, entries: list[tuple[str, str, list[dict[str, Any]], str]]) -> list[tuple[bool, Any]]:
+    """(the state's thread) The file outcomes of several entities, in one transaction."""
+    try:
+        record_files_batch(store, entries)
+    except Exception as exc:  # every entity of the batch gets it
+        return [(False, exc)] * len(entries)
+    return [(True, None)] * len(entries)
 
 
 def _hash_file(path: Path, size: int, git: bool) -> FileHasher:
@@ -758,10 +901,16 @@ def _hash_file(path: Path, size: int, git: bool) -> FileHasher:
 def place_file(folder: Path, segments: tuple[str, ...], tmp: Path, *, fsync: bool = False) -> Path:
     """Move the verified *tmp* to `folder/<segments>`, creating sub-folders; refuse to pass a symlink.
 
-    *folder* is the resolved entity folder. Each sub-folder is created if missing and must be a real folder
-    (not a symlink, not a file); the resolved parent must be the expected path inside *folder*. Raises
-    UnsafePathError otherwise, OSError on disk errors (a directory where the file goes, a full disk).
+    *folder* is the resolved entity folder (its parent resolved, itself checked by the caller); it must still be
+    a real folder, not a symlink put in its place since. Each sub-folder is created if missing and must be a
+    real folder too (not a symlink, not a file): one lstat per level, so the file lands inside *folder*
+    without os.path.realpath's walk over every component of the path. Raises UnsafePathError otherwise,
+    OSError on disk errors (a directory where the file goes, a full disk).
     """
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a folder"
+        raise UnsafePathError("outside_folder", "/".join(segments), f"the entity folder {folder} is {kind}")
     parent = folder
     for segment in segments[:-1]:
         parent = parent / segment
@@ -772,8 +921,6 @@ def place_file(folder: Path, segments: tuple[str, ...], tmp: Path, *, fsync: boo
             kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a folder"
             raise UnsafePathError("symlink" if stat.S_ISLNK(info.st_mode) else "not_a_folder", "/".join(segments),
                                   f"{parent} is {kind}")  # fmt: skip
-    if Path(os.path.realpath(parent)) != parent:
-        raise UnsafePathError("outside_folder", "/".join(segments), f"{parent} resolves elsewhere")
     target = parent / segments[-1]
     if fsync:
         with open(tmp, "rb+") as handle:

@@ -37,6 +37,7 @@ see the second one refused by the store (`folder_collision`) rather than overwri
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import unicodedata
@@ -412,6 +413,8 @@ def _nonnegative_int(value: str | None) -> int | None:
     return int(value)
 
 
+# Parsed once per distinct value: every Hub response carries both headers, the policy mostly the same text.
+@functools.lru_cache(maxsize=256)
 def parse_ratelimit(header: str | None) -> RateLimit | None:
     """Parse a `RateLimit` header; None when it is absent or unusable. With several members, the first
     complete one wins.
@@ -434,6 +437,7 @@ def parse_ratelimit(header: str | None) -> RateLimit | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def parse_ratelimit_policy(header: str | None) -> RateLimitPolicy | None:
     """Parse a `RateLimit-Policy` header; None when it is absent or unusable.
 

@@ -72,6 +72,8 @@ DOWNLOADER_MIDDLEWARES: dict[str, int] = {
     # Next to the downloader: the token is on a request only while it is sent, and only to the Hub.
     "hfscraper.middlewares.auth.HubAuthDownloaderMiddleware": 950,
 }
+# The Hub's API authenticates by token, never by cookie: no cookie jar to fill and consult on every request.
+COOKIES_ENABLED = False
 # No log record per scraped item unless LOG_LEVEL shows it (hfscraper/logformatter.py).
 LOG_FORMATTER = "hfscraper.logformatter.QuietLogFormatter"
 SPIDER_MIDDLEWARES: dict[str, int] = {

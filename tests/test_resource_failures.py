@@ -26,6 +26,7 @@ from hfscraper.fsutil import TEMP_PREFIX
 from hfscraper.output_owner import OWNER_FILE
 from tests.support.crawl import REPO_ROOT, crawl, crawl_command, crawl_env, parse_stats
 from tests.support.replica import ReplicaHandle, replica_fixture
+from tests.support.trees import output_files
 
 MODELS = 200
 PAGE_SIZE = 4
@@ -151,14 +152,8 @@ def _error_lines(log: str) -> list[str]:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    files = {}
-    for top, _dirs, names in os.walk(root):
-        for name in names:
-            path = Path(top) / name
-            if path == root / OWNER_FILE:
-                continue  # names the folder's own state file
-            files[path.relative_to(root).as_posix()] = path.read_bytes()
-    return files
+    # Bar the folder's record (it names the folder's own state file); CAR packs by the entities they hold.
+    return output_files(root, skip=(OWNER_FILE,), scratch=True)
 
 
 def _assert_stopped(rc: int, log: str, stats: dict[str, Any], reason: str) -> None:

@@ -34,6 +34,7 @@ from tests.support.crawl import (
     public,
 )
 from tests.support.replica import ReplicaHandle, run_replica
+from tests.support.trees import output_files
 
 
 @pytest.fixture(autouse=True)
@@ -78,10 +79,9 @@ def wait_for_pages(replica: ReplicaHandle, since: int, pages: int, process: subp
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file of an output folder but its record (`OWNER_FILE`, which names the folder's own state file)."""
-    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    files.pop(OWNER_FILE, None)
-    return files
+    """Every file of an output folder but its record (`OWNER_FILE`, which names the folder's own state file); CAR
+    packs by the entities they hold."""
+    return output_files(root, skip=(OWNER_FILE,), scratch=True)
 
 
 # -- graceful stops -------------------------------------------------------------------------------------------

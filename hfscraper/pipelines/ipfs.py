@@ -303,11 +303,15 @@ class IpfsPipeline:
                         await self.unpin_deleted()
                     except IpfsError as exc:
                         logger.error("IPFS: could not unpin deleted entities: %(error)s", {"error": exc})
-                if self.layout == "pack" and self._executor is not None:
+                # Not after a full disk or a vanished folder: compaction writes, and the stop was said once already.
+                if self.layout == "pack" and self._executor is not None and self.guard.stopped is None:
                     try:
                         await asyncio.wrap_future(self._executor.submit(self.compact))
                     except (OSError, sqlite3.Error, CarReadError, IpfsError) as exc:
-                        logger.error("IPFS: could not compact the CAR packs: %(error)s", {"error": exc})
+                        # Nothing is lost: the packs stay as they are, and the next crawl's end tries again.
+                        logger.warning(
+                            "IPFS: could not compact the CAR packs (they stay as they are): %(error)s", {"error": exc}
+                        )
         finally:
             await self._release()
 

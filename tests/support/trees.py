@@ -14,16 +14,16 @@ from pathlib import Path
 from hfscraper.ipfs.packs import PACK_FOLDER, pack_entities
 
 
-def output_files(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+def output_files(root: Path, *, skip: tuple[str, ...] = (), scratch: bool = False) -> dict[str, bytes]:
     """Every file under *root* by relative path, packs by entity; paths whose relative form starts with one of
-    *skip*, or with a `.tmp` folder among its parents, are left out."""
+    *skip*, and (unless *scratch*) those with a `.tmp` folder among their parents, are left out."""
     files: dict[str, bytes] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(root)
         name = rel.as_posix()
-        if ".tmp" in rel.parts[:-1] or name.startswith(skip) or name in skip:
+        if (not scratch and ".tmp" in rel.parts[:-1]) or name.startswith(skip) or name in skip:
             continue
         if len(rel.parts) == 4 and rel.parts[1] == PACK_FOLDER and name.endswith(".car"):
             for cid, car in pack_entities(path).items():

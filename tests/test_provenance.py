@@ -242,11 +242,11 @@ def test_rebuild_writes_atomically_and_removes_stale_entity_files(store: StateSt
         read_graph(out)
     for n in range(3):
         record_entity(store, extract("model", {"id": f"o/m{n}", "tags": [f"base_model:finetune:o/m{n + 1}"]}), "t")
-    first = rebuild(store.path, out)
+    first = rebuild(store.path, out, entity_files=True)  # the per-entity files, on request
     assert (first.nodes, first.stubs, first.edges) == (4, 1, 3)
     # a rebuild swaps in a new folder, whose unchanged files are the previous ones (same bytes, same mtime)
     files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "provenance").rglob("*") if p.is_file()}
-    assert rebuild(store.path, out).entity_files_written == 0
+    assert rebuild(store.path, out, entity_files=True).entity_files_written == 0
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "provenance").rglob("*") if p.is_file()} == files
     assert sorted(p.name for p in (out / "provenance" / "model_relationships").iterdir()) == [
         "o__m0.json", "o__m1.json", "o__m2.json",
@@ -254,7 +254,7 @@ def test_rebuild_writes_atomically_and_removes_stale_entity_files(store: StateSt
     with store.transaction():
         store.db.execute("DELETE FROM provenance_nodes WHERE id = 'o/m0'")
         store.db.execute("DELETE FROM provenance_edges WHERE origin_id = 'o/m0'")
-    second = rebuild(store.path, out)
+    second = rebuild(store.path, out, entity_files=True)
     assert second.entity_files_removed == 1 and second.entity_files_written == 1  # o/m1 lost a dependent
     graph = read_graph(out)
     assert isinstance(graph, nx.DiGraph) and set(graph.edges) == {
@@ -301,13 +301,16 @@ def test_rebuild_command_as_the_crawl_runs_it_reads_no_configuration(store: Stat
     # A settings file the child must not read: the crawl passes everything it needs.
     (tmp_path / "scrapy.cfg").write_text("[settings]\ndefault = hfscraper.settings\n")
     (tmp_path / "settings.toml").write_text("[progress]\ninterval = -1\n")
-    args = ("--output-dir", str(out), "--state-file", str(store.path), "--no-fsync", "--json")
+    args = ("--output-dir", str(out), "--state-file", str(store.path), "--no-fsync", "--no-entity-files", "--json")
     result, stdout, stderr = _rebuild_cli(tmp_path, *args)
     assert result == {"code": 0, "scrapy_loaded": False}, stderr
     summary = json.loads(stdout)
     assert (summary["nodes"], summary["stubs"], summary["edges"]) == (2, 1, 1)
     assert read_graph(out).has_edge("model:o/m", "model:o/base")
-    # Leave out one of the three and the configuration is read (here: invalid, exit code 2, one line).
+    assert not (out / "provenance" / "model_relationships").exists()  # no file per entity by default
+    result, _, stderr = _rebuild_cli(tmp_path, *args[:5], "--entity-files")
+    assert result["code"] == 0 and (out / "provenance" / "model_relationships" / "o__m.json").is_file(), stderr
+    # Leave out one of the four and the configuration is read (here: invalid, exit code 2, one line).
     result, _, stderr = _rebuild_cli(tmp_path, *args[:4])
     assert result["code"] == 2 and "interval" in stderr and len(stderr.strip().splitlines()) == 1
 

@@ -19,7 +19,8 @@ rebuild`. Opening bumps the state's provenance generation (`hfscraper.provenance
 it completes, `scrapy status` reports the files out of date, and every run rebuilds them, changed entities or not.
 
 Settings (read once): HFSCRAPER_PROVENANCE_ENABLED, HFSCRAPER_PROVENANCE_RESOLVE_RENAMES,
-HFSCRAPER_PROVENANCE_REBUILD; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC.
+HFSCRAPER_PROVENANCE_REBUILD, HFSCRAPER_PROVENANCE_ENTITY_FILES; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR,
+HFSCRAPER_STORE_FSYNC.
 
 Stats: hfscraper/provenance/entities, hfscraper/provenance/edges, hfscraper/provenance/edges/<kind>,
 hfscraper/provenance/skipped/<reason> (untrusted values left out: `card/base_model/wrong_type`, `.../bad_id`,
@@ -98,6 +99,7 @@ class ProvenancePipeline:
         self.stats = crawler.stats
         self.resolve_renames: bool = settings.getbool("HFSCRAPER_PROVENANCE_RESOLVE_RENAMES", True)
         self.rebuild_enabled: bool = settings.getbool("HFSCRAPER_PROVENANCE_REBUILD", True)
+        self.entity_files: bool = settings.getbool("HFSCRAPER_PROVENANCE_ENTITY_FILES", False)
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self.endpoint: str = normalize_endpoint(settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT)
         self.state_file, self.output_dir = state_location(settings)
@@ -167,7 +169,7 @@ class ProvenancePipeline:
         command = [
             sys.executable, "-m", "hfscraper.provenance", "rebuild", "--json",
             "--output-dir", str(self.output_dir), "--state-file", str(self.state_file),
-            "--fsync" if self.fsync else "--no-fsync",
+            "--fsync" if self.fsync else "--no-fsync", "--entity-files" if self.entity_files else "--no-entity-files",
         ]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -378,3 +378,47 @@ def test_card_only_ids_are_looked_up_once(tmp_path: Path) -> None:
         ("model:me/b", "model:new-org/base"), ("model:me/b", "model:me/a"),
     }  # fmt: skip
     assert "model:old-org/base" not in graph and graph.nodes["model:new-org/base"]["scraped"] is False
+
+
+def test_recording_costs_one_state_hand_off_per_batch(tmp_path: Path) -> None:
+    # Card-only ids already looked up, and the entities of one event-loop turn: one hand-off to the state's thread
+    # for all of them (records and rename checks together), not one per item nor per id.
+    settings = {
+        "HFSCRAPER_OUTPUT_DIR": str(tmp_path / "out"), "HFSCRAPER_STATE_DIR": str(tmp_path / "state"),
+        "HFSCRAPER_HUB_ENDPOINT": "http://127.0.0.1:9",
+    }  # fmt: skip
+    crawler = get_crawler(settings_dict=settings)
+    crawler.engine = _Engine()  # type: ignore[assignment]
+    pipeline = ProvenancePipeline.from_crawler(crawler)
+    items = [
+        ModelItem.from_api({"id": f"me/m{n}", "cardData": {"base_model": ["old-org/base", "me/m0"]}})
+        for n in range(40)
+    ]
+
+    async def run() -> int:
+        await pipeline.open_spider()
+        await pipeline.process_item(items[0])  # the one look-up, remembered in the state
+        assert pipeline.state is not None
+        submit = pipeline.state.submit
+        handoffs = 0
+
+        def counted(fn: Any, *args: Any) -> Any:
+            nonlocal handoffs
+            handoffs += 1
+            return submit(fn, *args)
+
+        pipeline.state.submit = counted  # type: ignore[method-assign]
+        try:
+            await asyncio.gather(*(pipeline.process_item(item) for item in items[1:]))
+        finally:
+            pipeline.state.submit = submit  # type: ignore[method-assign]
+        await pipeline.engine_stopped()
+        return handoffs
+
+    assert asyncio.run(run()) == 1
+    assert crawler.engine.urls == ["http://127.0.0.1:9/api/models/old-org/base?expand=author"]  # type: ignore[attr-defined]
+    stats = crawler.stats.get_stats()
+    assert stats["hfscraper/provenance/renames/cached"] == 39 and stats["hfscraper/provenance/entities"] == 40
+    assert stats["hfscraper/provenance/edges/base_model"] == 79  # me/m0 names itself: no self-link
+    graph = read_graph(tmp_path / "out")
+    assert graph.has_edge("model:me/m39", "model:new-org/base") and graph.has_edge("model:me/m39", "model:me/m0")

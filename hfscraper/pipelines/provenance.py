@@ -37,6 +37,8 @@ import logging
 import os
 import sys
 import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import unquote, urlsplit
 
@@ -48,7 +50,7 @@ from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.hub import build_entity_url, normalize_endpoint
-from hfscraper.items import HubEntityItem
+from hfscraper.items import _MISSING, HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
 from hfscraper.provenance.extract import Extraction, extract
@@ -105,7 +107,7 @@ class ProvenancePipeline:
         self.state_file, self.output_dir = state_location(settings)
         self.state: SharedStateStore | None = None
         #: The entities of one event-loop turn are recorded in one transaction on the state's thread.
-        self._record: ThreadBatcher[tuple[Extraction, str], None] = ThreadBatcher(
+        self._record: ThreadBatcher[Extraction, tuple[list[tuple[str, str]], int] | None] = ThreadBatcher(
             None, max_size=RECORD_BATCH, batch_func=self._record_batch, submit=self._submit_batch
         )
         self._registered = False
@@ -196,9 +198,32 @@ class ProvenancePipeline:
 
     # -- items ----------------------------------------------------------------------------------------------
 
-    def _record_batch(self, jobs: list[tuple[Extraction, str]]) -> list[tuple[bool, Any]]:
+    def _record_batch(self, jobs: list[Extraction]) -> list[tuple[bool, Any]]:
+        """Record a batch of entities in one transaction, on the state's thread (`_submit_batch`), and answer for
+        each the card-only ids still to look up (neither crawled nor looked up before) and how many were known:
+        the common case costs the reactor no hand-off beyond the batch's one."""
         assert self.state is not None
-        return record_entity_batch(self.state.store, jobs)  # on the state's thread (_submit_batch)
+        store = self.state.store
+        when = utc_now()
+        results = record_entity_batch(store, [(extraction, when) for extraction in jobs])
+        if not self.resolve_renames:
+            return results
+        for n, (extraction, (ok, _)) in enumerate(zip(jobs, results, strict=True)):
+            if not ok or not extraction.card_only:
+                continue
+            try:
+                unknown, cached = [], 0
+                for repo_type, repo_id in dict.fromkeys(extraction.card_only):
+                    if is_crawled(store, repo_type, repo_id):
+                        continue
+                    if known_alias(store, repo_type, repo_id)[0]:
+                        cached += 1
+                    else:
+                        unknown.append((repo_type, repo_id))
+                results[n] = (True, (unknown, cached))
+            except Exception as exc:  # handed to that entity's caller
+                results[n] = (False, exc)
+        return results
 
     def _submit_batch(self, run: Callable[[list[Any]], Any], jobs: list[Any]) -> concurrent.futures.Future[Any]:
         if self.state is None:
@@ -212,31 +237,33 @@ class ProvenancePipeline:
         label = f"{item.repo_type}:{item.id}"
         if state is None:
             self._fail(label, "the provenance pipeline is not open")
-        extraction = extract(item.repo_type, {**item.to_api(), "id": item.id})
+        extraction = extract(item.repo_type, _ApiFields(item))
+        stats = self.stats
         for reason, count in extraction.skipped.items():
-            self.stats.inc_value(f"{STATS}/skipped/{reason}", count)
+            stats.inc_value(f"{STATS}/skipped/{reason}", count)
         try:
-            if self.resolve_renames:
-                for repo_type, repo_id in dict.fromkeys(extraction.card_only):
+            renames = await self._record(extraction)
+            if renames is not None:
+                unknown, cached = renames
+                if cached:
+                    stats.inc_value(f"{STATS}/renames/cached", cached)
+                for repo_type, repo_id in unknown:
                     await self._check_rename(state, repo_type, repo_id)
-            await self._record((extraction, utc_now()))
         except (OSError, StateError) as exc:
             self._fail(label, str(exc), exc)
         except Exception as exc:  # sqlite3 errors and the like: the entity is redone by the next run
             self._fail(label, f"{type(exc).__name__}: {exc}", exc)
-        self.stats.inc_value(f"{STATS}/entities")
-        self.stats.inc_value(f"{STATS}/edges", len(extraction.edges))
-        for edge in extraction.edges:
-            self.stats.inc_value(f"{STATS}/edges/{edge.kind}")
+        stats.inc_value(f"{STATS}/entities")
+        edges = extraction.edges
+        if edges:
+            stats.inc_value(f"{STATS}/edges", len(edges))
+            kinds = Counter(edge.kind for edge in edges)
+            for kind, count in kinds.items():
+                stats.inc_value(f"{STATS}/edges/{kind}", count)
         return item
 
     async def _check_rename(self, state: SharedStateStore, repo_type: str, repo_id: str) -> None:
-        if await state.call(is_crawled, repo_type, repo_id):
-            return
-        checked, _current = await state.call(known_alias, repo_type, repo_id)
-        if checked:
-            self.stats.inc_value(f"{STATS}/renames/cached")
-            return
+        """Look up an id neither crawled nor looked up before (once per id in this run) and remember the answer."""
         key = (repo_type, repo_id)
         task = self._lookups.get(key)
         if task is None:
@@ -284,6 +311,31 @@ class ProvenancePipeline:
         self.stats.inc_value(f"{STATS}/failed")
         logger.error("Provenance: relations of %(entity)s not recorded: %(error)s", {"entity": label, "error": message})
         raise StageFailed(STAGE, f"provenance stage failed for {label}: {message}")
+
+
+class _ApiFields(Mapping[str, Any]):
+    """The Hub JSON keys of an item that extraction reads, each converted when read (`item.to_api()` would build
+    and format every field of the entity, dates included, for a handful of keys)."""
+
+    __slots__ = ("_fmap", "_item")
+
+    def __init__(self, item: HubEntityItem) -> None:
+        self._item = item
+        self._fmap = item._field_map()
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "id":
+            return self._item.id
+        value = self._item._api_value(key, self._fmap)  # to_api()'s own conversion of one key
+        if value is _MISSING or value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._item.to_api())
+
+    def __len__(self) -> int:
+        return len(self._item.to_api())
 
 
 def _child_environment() -> dict[str, str]:

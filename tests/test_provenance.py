@@ -390,10 +390,8 @@ def test_recording_costs_one_state_hand_off_per_batch(tmp_path: Path) -> None:
     crawler = get_crawler(settings_dict=settings)
     crawler.engine = _Engine()  # type: ignore[assignment]
     pipeline = ProvenancePipeline.from_crawler(crawler)
-    items = [
-        ModelItem.from_api({"id": f"me/m{n}", "cardData": {"base_model": ["old-org/base", "me/m0"]}})
-        for n in range(40)
-    ]
+    card = {"base_model": ["old-org/base", "me/m0"]}
+    items = [ModelItem.from_api({"id": f"me/m{n}", "cardData": card}) for n in range(40)]
 
     async def run() -> int:
         await pipeline.open_spider()

@@ -28,6 +28,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -320,8 +321,15 @@ def write_node_link(db: sqlite3.Connection, path: Path, *, previous: Path | None
         f.write("\n]}\n")
 
 
+#: What `_xml` changes: XML's specials, CR, and what `xml_safe` escapes. Most values hold none of them.
+_XML_SPECIAL: Final = re.compile("[&<>\r\\\\\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xml(value: Any) -> str:
-    return escape(xml_safe(str(value)), _XML_TEXT_ENTITIES)
+    text = str(value)
+    if _XML_SPECIAL.search(text) is None:
+        return text
+    return escape(xml_safe(text), _XML_TEXT_ENTITIES)
 
 
 def write_graphml(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:

@@ -5,6 +5,7 @@ relationships`). The reference is the seed's own output, recorded in tests/data/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -64,6 +65,12 @@ def test_the_rebuild_writes_no_file_per_entity_by_default(built: Path) -> None:
         "entity_relationships.json", "provenance_edges.parquet", "provenance_graph.graphml", "provenance_graph.json",
     ]  # fmt: skip
     assert inodes(folder) == 5  # whatever the number of entities
+
+
+def test_the_graph_files_are_the_seeds(built: Path) -> None:
+    folder = built / "out" / "provenance"
+    for name, digest in SEED["sha256"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_every_seed_document_is_answered_byte_for_byte(built: Path) -> None:
@@ -171,6 +178,10 @@ def test_documents_of_a_long_single_line_are_found(tmp_path: Path) -> None:
     store.close()
     rebuild(state, tmp_path / "out")
     assert len(json.loads(document_text(tmp_path / "out", "model", "big/base") or b"{}")["dependents"]) == 3000
+    # its line is written link by link, in chunks: the same bytes as the whole document's
+    rebuild(state, tmp_path / "files", entity_files=True)
+    name = Path("provenance") / "entity_relationships.json"
+    assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "files" / name).read_bytes()
     for n in (0, 1, 1499, 2999):
         doc = json.loads(document_text(tmp_path / "out", "model", f"kid/m{n:04d}") or b"{}")
         assert doc["depends_on"][0]["id"] == "big/base"

@@ -402,48 +402,68 @@ _OUT: Final = "SELECT src, dst_type, dst_id, kind, relation, sources FROM g_edge
 _IN: Final = "SELECT dst, src_type, src_id, kind, relation, sources FROM g_edges ORDER BY dst, src, kind"
 
 
-def _links_by_node(db: sqlite3.Connection, query: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """`(node key, links)` for every node with edges in *query*'s direction, in key order (one ordered scan of
-    an index, instead of one query per node)."""
-    key: str | None = None
-    links: list[dict[str, Any]] = []
+def _link_rows(db: sqlite3.Connection, query: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for node, t, i, kind, relation, sources in db.execute(query):
-        if node != key:
-            if key is not None:
-                yield key, links
-            key, links = node, []
-        links.append({"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")})
-    if key is not None:
-        yield key, links
+        yield node, {"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")}
 
 
-class _Merged:
-    """The links of the nodes of an ordered node scan, from an ordered edge scan advanced alongside it."""
+class _Links:
+    """The links of each node of an ordered node scan, from an ordered edge scan (by the same key) advanced
+    alongside it: one scan of an index for all nodes instead of one query per node."""
 
-    def __init__(self, rows: Iterator[tuple[str, list[dict[str, Any]]]]) -> None:
-        self._rows = rows
-        self._next = next(rows, None)
+    def __init__(self, db: sqlite3.Connection, query: str) -> None:
+        self._rows = _link_rows(db, query)
+        self._next = next(self._rows, None)
 
-    def of(self, key: str) -> list[dict[str, Any]]:
+    def of(self, key: str) -> Iterator[dict[str, Any]]:
+        """The links of *key*, streamed (a base with a million dependents is never a list); consume them before
+        asking for the next key."""
         while self._next is not None and self._next[0] < key:  # an edge end that is no node: never, by build
             self._next = next(self._rows, None)
-        if self._next is not None and self._next[0] == key:
-            links = self._next[1]
+        while self._next is not None and self._next[0] == key:
+            yield self._next[1]
             self._next = next(self._rows, None)
-            return links
-        return []
 
 
 def entity_documents(db: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """`(node, document)` of every node in key order: the node's attributes, `depends_on` (out-edges) and
     `dependents` (in-edges). Three ordered scans merged (nodes, edges by source, edges by target)."""
-    out, into = _Merged(_links_by_node(db, _OUT)), _Merged(_links_by_node(db, _IN))
+    out, into = _Links(db, _OUT), _Links(db, _IN)
     for node in _node_rows(db):
         key = node["key"]
         doc = {k: v for k, v in node.items() if k != "key"}
-        doc["depends_on"] = out.of(key)
-        doc["dependents"] = into.of(key)
+        doc["depends_on"] = list(out.of(key))
+        doc["dependents"] = list(into.of(key))
         yield node, doc
+
+
+#: Links written to a document's line at a time.
+_LINK_CHUNK: Final = 512
+
+
+def _write_streamed_documents(db: sqlite3.Connection, f: _StagedFile) -> None:
+    """Each node's line of `entity_relationships.json` (the same bytes as `_dumps` of its document), written
+    link by link: memory stays bounded whatever an entity's number of dependents."""
+    out, into = _Links(db, _OUT), _Links(db, _IN)
+    for n, node in enumerate(_node_rows(db)):
+        key = node.pop("key")
+        f.write(("," if n else "") + "\n" + _dumps(key) + ":" + _dumps(node)[:-1] + ',"depends_on":[')
+        _write_links(f, out.of(key))
+        f.write('],"dependents":[')
+        _write_links(f, into.of(key))
+        f.write("]}")
+
+
+def _write_links(f: _StagedFile, links: Iterator[dict[str, Any]]) -> None:
+    chunk: list[str] = []
+    first = True
+    for link in links:
+        chunk.append(_dumps(link))
+        if len(chunk) >= _LINK_CHUNK:
+            f.write(("" if first else ",") + ",".join(chunk))
+            chunk, first = [], False
+    if chunk:
+        f.write(("" if first else ",") + ",".join(chunk))
 
 
 def write_entities(
@@ -476,10 +496,12 @@ def write_entities(
     with _staged(folder / ENTITY_RELATIONSHIPS, old_entities, fsync=fsync) as f:
         head = {"format": FORMAT, "counts": counts}
         f.write(_dumps(head)[:-1] + ',"entities":{')
-        for n, (node, doc) in enumerate(entity_documents(db)):
-            # One line per node, sorted by key: `documents` finds a node by a binary search over the lines.
+        # One line per node, sorted by key: `documents` finds a node by a binary search over the lines.
+        if not entity_files:
+            _write_streamed_documents(db, f)
+        for n, (node, doc) in enumerate(entity_documents(db) if entity_files else ()):
             f.write(("," if n else "") + "\n" + _dumps(node["key"]) + ":" + _dumps(doc))
-            if not entity_files or not has_document(doc):
+            if not has_document(doc):
                 continue
             name = entity_folder_name(node["id"]) + ".json"
             db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
-from hfscraper.items import ModelItem
-from hfscraper.pipelines.provenance import ProvenancePipeline, current_id_from_redirect
+from hfscraper.items import ModelItem, item_class_for
+from hfscraper.pipelines.provenance import ProvenancePipeline, _ApiFields, current_id_from_redirect
 from hfscraper.provenance.extract import MAX_LINKS, Edge, extract
 from hfscraper.provenance.graph import ProvenanceGraphMissing, graph_from_state, read_graph
 from hfscraper.provenance.outputs import rebuild
@@ -68,6 +69,29 @@ class TestRecorded:
             for edge in result.edges:
                 assert edge.relation in ("finetune", "adapter", "quantized", "merge", "base", "dataset", "model")
         assert bodies >= 30
+
+    def test_the_stage_extracts_from_an_item_what_its_json_declares(self, hub_fixtures: Path) -> None:
+        # The stage reads only the keys extraction needs from the item (no to_api()): the same extraction.
+        bodies = []
+        for path in sorted(glob.glob(str(hub_fixtures / "huggingface_hub_cassettes" / "api_*.json"))):
+            body = json.loads(Path(path).read_text(encoding="utf-8"))["response"]["body_json"]
+            if isinstance(body, dict) and isinstance(body.get("id"), str):
+                repo_type = "space" if "/api/spaces/" in path or "api_spaces_" in path else "model"
+                bodies.append((repo_type, body))
+        bodies += [
+            ("model", {"id": "o/m", "createdAt": "2024-01-02T03:04:05Z", "lastModified": None, "downloads": "7",
+                       "pipeline_tag": None, "baseModels": {"relation": "merge", "models": [{"id": "o/b"}]}}),
+            ("space", {"id": "o/s", "models": ["o/m", 3], "datasets": "o/d", "likes": True}),
+        ]  # fmt: skip
+        for repo_type, body in bodies:
+            item = item_class_for(repo_type).from_api(body)
+            item.set_api_value("lastModified", datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
+            expected = extract(repo_type, {**item.to_api(), "id": item.id})
+            got = extract(repo_type, _ApiFields(item))
+            assert (got.node, got.edges, got.skipped, got.card_only) == (
+                expected.node, expected.edges, expected.skipped, expected.card_only,
+            ), body["id"]  # fmt: skip
+            assert got.node["last_modified"] == "2025-01-02T03:04:05.678Z"
 
     @pytest.mark.parametrize(
         ("name", "new"),

@@ -315,7 +315,7 @@ class ProvenancePipeline:
 
 class _ApiFields(Mapping[str, Any]):
     """The Hub JSON keys of an item that extraction reads, each converted when read (`item.to_api()` would build
-    and format every field of the entity, dates included, for a handful of keys)."""
+    and format every field of the entity, dates included, for a handful of keys): what `to_api()` would hold."""
 
     __slots__ = ("_fmap", "_item")
 
@@ -323,11 +323,22 @@ class _ApiFields(Mapping[str, Any]):
         self._item = item
         self._fmap = item._field_map()
 
-    def __getitem__(self, key: str) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._item
         if key == "id":
-            return self._item.id
-        value = self._item._api_value(key, self._fmap)  # to_api()'s own conversion of one key
-        if value is _MISSING or value is None:
+            return item.id
+        attr = self._fmap.api_to_attr.get(key)
+        if attr is None:
+            value = item.extra.get(key)
+        elif key in self._fmap.dates:
+            value = item._api_value(key, self._fmap)  # to_api()'s own conversion: the Hub's text kept
+        else:
+            value = getattr(item, attr)
+        return default if value is None or value is _MISSING else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
             raise KeyError(key)
         return value
 

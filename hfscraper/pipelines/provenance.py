@@ -255,10 +255,9 @@ class ProvenancePipeline:
             self._fail(label, f"{type(exc).__name__}: {exc}", exc)
         stats.inc_value(f"{STATS}/entities")
         edges = extraction.edges
+        stats.inc_value(f"{STATS}/edges", len(edges))
         if edges:
-            stats.inc_value(f"{STATS}/edges", len(edges))
-            kinds = Counter(edge.kind for edge in edges)
-            for kind, count in kinds.items():
+            for kind, count in Counter(edge.kind for edge in edges).items():
                 stats.inc_value(f"{STATS}/edges/{kind}", count)
         return item
 

@@ -80,6 +80,7 @@ ipfs.connect_timeout        HFSCRAPER_IPFS_CONNECT_TIMEOUT - the longest a conne
 provenance.enabled          HFSCRAPER_PROVENANCE_ENABLED - record each entity's relations; the graph files at the end
 provenance.resolve_renames  HFSCRAPER_PROVENANCE_RESOLVE_RENAMES - look up ids only a card names, once (307 = renamed)
 provenance.rebuild          HFSCRAPER_PROVENANCE_REBUILD - rebuild ``output_dir/provenance/`` when a crawl ends
+provenance.entity_files     HFSCRAPER_PROVENANCE_ENTITY_FILES - also one relationship file per entity (an inode each)
 deltafetch.enabled          DELTAFETCH_ENABLED - skip entities stored before at the same sha and lastModified
 deltafetch.reset            DELTAFETCH_RESET - forget which entities are complete, so every one is stored again
 
@@ -764,6 +765,13 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "Rebuild the files under `output_dir/provenance/` from the crawl state when the crawl ends (the last "
         "crawler of a `crawlall`). Off: only the state is kept; `python -m hfscraper.provenance rebuild` "
         "writes them later.",
+    ),
+    Setting(
+        "provenance.entity_files", "HFSCRAPER_PROVENANCE_ENTITY_FILES", BOOL, False,
+        "Also write one relationship document per crawled entity, "
+        "`output_dir/provenance/<type>_relationships/<folder>.json` (an inode each: five million for the whole "
+        "Hub). Off: each document is answered on demand, byte for byte, from `entity_relationships.json` "
+        "(`python -m hfscraper.provenance relationships model_relationships/<folder>.json`, docs/PROVENANCE.md).",
     ),
     Setting(
         "deltafetch.enabled", "DELTAFETCH_ENABLED", BOOL, True,

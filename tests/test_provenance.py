@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
-from hfscraper.items import ModelItem
-from hfscraper.pipelines.provenance import ProvenancePipeline, current_id_from_redirect
+from hfscraper.items import ModelItem, item_class_for
+from hfscraper.pipelines.provenance import ProvenancePipeline, _ApiFields, current_id_from_redirect
 from hfscraper.provenance.extract import MAX_LINKS, Edge, extract
 from hfscraper.provenance.graph import ProvenanceGraphMissing, graph_from_state, read_graph
 from hfscraper.provenance.outputs import rebuild
@@ -68,6 +69,29 @@ class TestRecorded:
             for edge in result.edges:
                 assert edge.relation in ("finetune", "adapter", "quantized", "merge", "base", "dataset", "model")
         assert bodies >= 30
+
+    def test_the_stage_extracts_from_an_item_what_its_json_declares(self, hub_fixtures: Path) -> None:
+        # The stage reads only the keys extraction needs from the item (no to_api()): the same extraction.
+        bodies = []
+        for path in sorted(glob.glob(str(hub_fixtures / "huggingface_hub_cassettes" / "api_*.json"))):
+            body = json.loads(Path(path).read_text(encoding="utf-8"))["response"]["body_json"]
+            if isinstance(body, dict) and isinstance(body.get("id"), str):
+                repo_type = "space" if "/api/spaces/" in path or "api_spaces_" in path else "model"
+                bodies.append((repo_type, body))
+        bodies += [
+            ("model", {"id": "o/m", "createdAt": "2024-01-02T03:04:05Z", "lastModified": None, "downloads": "7",
+                       "pipeline_tag": None, "baseModels": {"relation": "merge", "models": [{"id": "o/b"}]}}),
+            ("space", {"id": "o/s", "models": ["o/m", 3], "datasets": "o/d", "likes": True}),
+        ]  # fmt: skip
+        for repo_type, body in bodies:
+            item = item_class_for(repo_type).from_api(body)
+            item.set_api_value("lastModified", datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
+            expected = extract(repo_type, {**item.to_api(), "id": item.id})
+            got = extract(repo_type, _ApiFields(item))
+            assert (got.node, got.edges, got.skipped, got.card_only) == (
+                expected.node, expected.edges, expected.skipped, expected.card_only,
+            ), body["id"]  # fmt: skip
+            assert got.node["last_modified"] == "2025-01-02T03:04:05.678Z"
 
     @pytest.mark.parametrize(
         ("name", "new"),
@@ -242,11 +266,11 @@ def test_rebuild_writes_atomically_and_removes_stale_entity_files(store: StateSt
         read_graph(out)
     for n in range(3):
         record_entity(store, extract("model", {"id": f"o/m{n}", "tags": [f"base_model:finetune:o/m{n + 1}"]}), "t")
-    first = rebuild(store.path, out)
+    first = rebuild(store.path, out, entity_files=True)  # the per-entity files, on request
     assert (first.nodes, first.stubs, first.edges) == (4, 1, 3)
     # a rebuild swaps in a new folder, whose unchanged files are the previous ones (same bytes, same mtime)
     files = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "provenance").rglob("*") if p.is_file()}
-    assert rebuild(store.path, out).entity_files_written == 0
+    assert rebuild(store.path, out, entity_files=True).entity_files_written == 0
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "provenance").rglob("*") if p.is_file()} == files
     assert sorted(p.name for p in (out / "provenance" / "model_relationships").iterdir()) == [
         "o__m0.json", "o__m1.json", "o__m2.json",
@@ -254,7 +278,7 @@ def test_rebuild_writes_atomically_and_removes_stale_entity_files(store: StateSt
     with store.transaction():
         store.db.execute("DELETE FROM provenance_nodes WHERE id = 'o/m0'")
         store.db.execute("DELETE FROM provenance_edges WHERE origin_id = 'o/m0'")
-    second = rebuild(store.path, out)
+    second = rebuild(store.path, out, entity_files=True)
     assert second.entity_files_removed == 1 and second.entity_files_written == 1  # o/m1 lost a dependent
     graph = read_graph(out)
     assert isinstance(graph, nx.DiGraph) and set(graph.edges) == {
@@ -301,13 +325,16 @@ def test_rebuild_command_as_the_crawl_runs_it_reads_no_configuration(store: Stat
     # A settings file the child must not read: the crawl passes everything it needs.
     (tmp_path / "scrapy.cfg").write_text("[settings]\ndefault = hfscraper.settings\n")
     (tmp_path / "settings.toml").write_text("[progress]\ninterval = -1\n")
-    args = ("--output-dir", str(out), "--state-file", str(store.path), "--no-fsync", "--json")
+    args = ("--output-dir", str(out), "--state-file", str(store.path), "--no-fsync", "--no-entity-files", "--json")
     result, stdout, stderr = _rebuild_cli(tmp_path, *args)
     assert result == {"code": 0, "scrapy_loaded": False}, stderr
     summary = json.loads(stdout)
     assert (summary["nodes"], summary["stubs"], summary["edges"]) == (2, 1, 1)
     assert read_graph(out).has_edge("model:o/m", "model:o/base")
-    # Leave out one of the three and the configuration is read (here: invalid, exit code 2, one line).
+    assert not (out / "provenance" / "model_relationships").exists()  # no file per entity by default
+    result, _, stderr = _rebuild_cli(tmp_path, *args[:5], "--entity-files")
+    assert result["code"] == 0 and (out / "provenance" / "model_relationships" / "o__m.json").is_file(), stderr
+    # Leave out one of the four and the configuration is read (here: invalid, exit code 2, one line).
     result, _, stderr = _rebuild_cli(tmp_path, *args[:4])
     assert result["code"] == 2 and "interval" in stderr and len(stderr.strip().splitlines()) == 1
 
@@ -375,3 +402,45 @@ def test_card_only_ids_are_looked_up_once(tmp_path: Path) -> None:
         ("model:me/b", "model:new-org/base"), ("model:me/b", "model:me/a"),
     }  # fmt: skip
     assert "model:old-org/base" not in graph and graph.nodes["model:new-org/base"]["scraped"] is False
+
+
+def test_recording_costs_one_state_hand_off_per_batch(tmp_path: Path) -> None:
+    # Card-only ids already looked up, and the entities of one event-loop turn: one hand-off to the state's thread
+    # for all of them (records and rename checks together), not one per item nor per id.
+    settings = {
+        "HFSCRAPER_OUTPUT_DIR": str(tmp_path / "out"), "HFSCRAPER_STATE_DIR": str(tmp_path / "state"),
+        "HFSCRAPER_HUB_ENDPOINT": "http://127.0.0.1:9",
+    }  # fmt: skip
+    crawler = get_crawler(settings_dict=settings)
+    crawler.engine = _Engine()  # type: ignore[assignment]
+    pipeline = ProvenancePipeline.from_crawler(crawler)
+    card = {"base_model": ["old-org/base", "me/m0"]}
+    items = [ModelItem.from_api({"id": f"me/m{n}", "cardData": card}) for n in range(40)]
+
+    async def run() -> int:
+        await pipeline.open_spider()
+        await pipeline.process_item(items[0])  # the one look-up, remembered in the state
+        assert pipeline.state is not None
+        submit = pipeline.state.submit
+        handoffs = 0
+
+        def counted(fn: Any, *args: Any) -> Any:
+            nonlocal handoffs
+            handoffs += 1
+            return submit(fn, *args)
+
+        pipeline.state.submit = counted  # type: ignore[method-assign]
+        try:
+            await asyncio.gather(*(pipeline.process_item(item) for item in items[1:]))
+        finally:
+            pipeline.state.submit = submit  # type: ignore[method-assign]
+        await pipeline.engine_stopped()
+        return handoffs
+
+    assert asyncio.run(run()) == 1
+    assert crawler.engine.urls == ["http://127.0.0.1:9/api/models/old-org/base?expand=author"]  # type: ignore[attr-defined]
+    stats = crawler.stats.get_stats()
+    assert stats["hfscraper/provenance/renames/cached"] == 39 and stats["hfscraper/provenance/entities"] == 40
+    assert stats["hfscraper/provenance/edges/base_model"] == 79  # me/m0 names itself: no self-link
+    graph = read_graph(tmp_path / "out")
+    assert graph.has_edge("model:me/m39", "model:new-org/base") and graph.has_edge("model:me/m39", "model:me/m0")

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hfscraper.hub import entity_folder_name
+from hfscraper.provenance.documents import document_for_path, document_text
 from hfscraper.provenance.graph import read_graph
 from hfscraper.provenance.outputs import EDGE_SCHEMA, ENTITY_FOLDERS
 from hfscraper.state import state_file_path
@@ -161,11 +162,14 @@ def test_output_files_parse_and_agree(replica: ReplicaHandle, crawled: Path) -> 
         "stubs": sum(1 for _, a in graph.nodes(data=True) if not a["scraped"]),
     }  # fmt: skip
     assert set(relationships["entities"]) == set(graph.nodes)
+    # no file per entity: each crawled entity's document is answered from entity_relationships.json
+    assert not any((folder / sub).exists() for sub in ENTITY_FOLDERS.values())
     for repo_type in ("model", "dataset", "space"):
-        files = {p.name for p in (folder / ENTITY_FOLDERS[repo_type]).iterdir()}
-        assert files == {entity_folder_name(e["id"]) + ".json" for e in public(replica.truth, repo_type)}
+        for entity in public(replica.truth, repo_type):
+            path = f"{ENTITY_FOLDERS[repo_type]}/{entity_folder_name(entity['id'])}.json"
+            assert json.loads(document_for_path(crawled, path) or b"null")["id"] == entity["id"]
     model = next(m for m in public(replica.truth, "model") if m["relations"])
-    doc = json.loads((folder / "model_relationships" / f"{entity_folder_name(model['id'])}.json").read_text())
+    doc = json.loads(document_text(crawled, "model", model["id"]) or b"null")
     assert {(d["type"], d["id"]) for d in doc["depends_on"]} == {
         (r["target_type"], r["target"]) for r in model["relations"]
     }

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hfscraper.hub import entity_folder_name
+from hfscraper.provenance.documents import document_for_path
 from hfscraper.provenance.lineage import render_dot, render_json, render_mermaid, render_text, select
 from hfscraper.provenance.text import json_text, xml_safe, xml_unsafe
 from hfscraper.replica.synth import HOSTILE_CARD_BASES, HOSTILE_CARD_DATASETS, HOSTILE_CARDS_MODEL
@@ -119,8 +120,8 @@ def test_json_and_parquet_keep_the_ids_exactly(crawled: Path) -> None:
     assert targets == {f"model:{b}" for b in KEPT_BASES} | {f"dataset:{d}" for d in KEPT_DATASETS}
     relationships = json.loads((folder / "entity_relationships.json").read_bytes().decode("utf-8"))
     assert set(relationships["entities"]) == keys
-    doc_path = folder / "model_relationships" / f"{entity_folder_name(HOSTILE_CARDS_MODEL)}.json"
-    doc = json.loads(doc_path.read_bytes().decode("utf-8"))
+    path = f"model_relationships/{entity_folder_name(HOSTILE_CARDS_MODEL)}.json"
+    doc = json.loads((document_for_path(crawled, path) or b"null").decode("utf-8"))
     assert {d["id"] for d in doc["depends_on"]} == set(KEPT_BASES) | set(KEPT_DATASETS)
     table = pq.read_table(folder / "provenance_edges.parquet").to_pylist()
     assert {r["dst_id"] for r in table if r["src_id"] == HOSTILE_CARDS_MODEL} == set(KEPT_BASES) | set(KEPT_DATASETS)

@@ -19,7 +19,8 @@ rebuild`. Opening bumps the state's provenance generation (`hfscraper.provenance
 it completes, `scrapy status` reports the files out of date, and every run rebuilds them, changed entities or not.
 
 Settings (read once): HFSCRAPER_PROVENANCE_ENABLED, HFSCRAPER_PROVENANCE_RESOLVE_RENAMES,
-HFSCRAPER_PROVENANCE_REBUILD; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_STORE_FSYNC.
+HFSCRAPER_PROVENANCE_REBUILD, HFSCRAPER_PROVENANCE_ENTITY_FILES; HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR,
+HFSCRAPER_STORE_FSYNC.
 
 Stats: hfscraper/provenance/entities, hfscraper/provenance/edges, hfscraper/provenance/edges/<kind>,
 hfscraper/provenance/skipped/<reason> (untrusted values left out: `card/base_model/wrong_type`, `.../bad_id`,
@@ -36,6 +37,8 @@ import logging
 import os
 import sys
 import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import unquote, urlsplit
 
@@ -47,7 +50,7 @@ from hfscraper.batching import ThreadBatcher
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.hub import build_entity_url, normalize_endpoint
-from hfscraper.items import HubEntityItem
+from hfscraper.items import _MISSING, HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
 from hfscraper.provenance.extract import Extraction, extract
@@ -98,12 +101,13 @@ class ProvenancePipeline:
         self.stats = crawler.stats
         self.resolve_renames: bool = settings.getbool("HFSCRAPER_PROVENANCE_RESOLVE_RENAMES", True)
         self.rebuild_enabled: bool = settings.getbool("HFSCRAPER_PROVENANCE_REBUILD", True)
+        self.entity_files: bool = settings.getbool("HFSCRAPER_PROVENANCE_ENTITY_FILES", False)
         self.fsync: bool = settings.getbool("HFSCRAPER_STORE_FSYNC", False)
         self.endpoint: str = normalize_endpoint(settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT)
         self.state_file, self.output_dir = state_location(settings)
         self.state: SharedStateStore | None = None
         #: The entities of one event-loop turn are recorded in one transaction on the state's thread.
-        self._record: ThreadBatcher[tuple[Extraction, str], None] = ThreadBatcher(
+        self._record: ThreadBatcher[Extraction, tuple[list[tuple[str, str]], int] | None] = ThreadBatcher(
             None, max_size=RECORD_BATCH, batch_func=self._record_batch, submit=self._submit_batch
         )
         self._registered = False
@@ -167,7 +171,7 @@ class ProvenancePipeline:
         command = [
             sys.executable, "-m", "hfscraper.provenance", "rebuild", "--json",
             "--output-dir", str(self.output_dir), "--state-file", str(self.state_file),
-            "--fsync" if self.fsync else "--no-fsync",
+            "--fsync" if self.fsync else "--no-fsync", "--entity-files" if self.entity_files else "--no-entity-files",
         ]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -194,9 +198,32 @@ class ProvenancePipeline:
 
     # -- items ----------------------------------------------------------------------------------------------
 
-    def _record_batch(self, jobs: list[tuple[Extraction, str]]) -> list[tuple[bool, Any]]:
+    def _record_batch(self, jobs: list[Extraction]) -> list[tuple[bool, Any]]:
+        """Record a batch of entities in one transaction, on the state's thread (`_submit_batch`), and answer for
+        each the card-only ids still to look up (neither crawled nor looked up before) and how many were known:
+        the common case costs the reactor no hand-off beyond the batch's one."""
         assert self.state is not None
-        return record_entity_batch(self.state.store, jobs)  # on the state's thread (_submit_batch)
+        store = self.state.store
+        when = utc_now()
+        results = record_entity_batch(store, [(extraction, when) for extraction in jobs])
+        if not self.resolve_renames:
+            return results
+        for n, (extraction, (ok, _)) in enumerate(zip(jobs, results, strict=True)):
+            if not ok or not extraction.card_only:
+                continue
+            try:
+                unknown, cached = [], 0
+                for repo_type, repo_id in dict.fromkeys(extraction.card_only):
+                    if is_crawled(store, repo_type, repo_id):
+                        continue
+                    if known_alias(store, repo_type, repo_id)[0]:
+                        cached += 1
+                    else:
+                        unknown.append((repo_type, repo_id))
+                results[n] = (True, (unknown, cached))
+            except Exception as exc:  # handed to that entity's caller
+                results[n] = (False, exc)
+        return results
 
     def _submit_batch(self, run: Callable[[list[Any]], Any], jobs: list[Any]) -> concurrent.futures.Future[Any]:
         if self.state is None:
@@ -210,31 +237,32 @@ class ProvenancePipeline:
         label = f"{item.repo_type}:{item.id}"
         if state is None:
             self._fail(label, "the provenance pipeline is not open")
-        extraction = extract(item.repo_type, {**item.to_api(), "id": item.id})
+        extraction = extract(item.repo_type, _ApiFields(item))
+        stats = self.stats
         for reason, count in extraction.skipped.items():
-            self.stats.inc_value(f"{STATS}/skipped/{reason}", count)
+            stats.inc_value(f"{STATS}/skipped/{reason}", count)
         try:
-            if self.resolve_renames:
-                for repo_type, repo_id in dict.fromkeys(extraction.card_only):
+            renames = await self._record(extraction)
+            if renames is not None:
+                unknown, cached = renames
+                if cached:
+                    stats.inc_value(f"{STATS}/renames/cached", cached)
+                for repo_type, repo_id in unknown:
                     await self._check_rename(state, repo_type, repo_id)
-            await self._record((extraction, utc_now()))
         except (OSError, StateError) as exc:
             self._fail(label, str(exc), exc)
         except Exception as exc:  # sqlite3 errors and the like: the entity is redone by the next run
             self._fail(label, f"{type(exc).__name__}: {exc}", exc)
-        self.stats.inc_value(f"{STATS}/entities")
-        self.stats.inc_value(f"{STATS}/edges", len(extraction.edges))
-        for edge in extraction.edges:
-            self.stats.inc_value(f"{STATS}/edges/{edge.kind}")
+        stats.inc_value(f"{STATS}/entities")
+        edges = extraction.edges
+        stats.inc_value(f"{STATS}/edges", len(edges))
+        if edges:
+            for kind, count in Counter(edge.kind for edge in edges).items():
+                stats.inc_value(f"{STATS}/edges/{kind}", count)
         return item
 
     async def _check_rename(self, state: SharedStateStore, repo_type: str, repo_id: str) -> None:
-        if await state.call(is_crawled, repo_type, repo_id):
-            return
-        checked, _current = await state.call(known_alias, repo_type, repo_id)
-        if checked:
-            self.stats.inc_value(f"{STATS}/renames/cached")
-            return
+        """Look up an id neither crawled nor looked up before (once per id in this run) and remember the answer."""
         key = (repo_type, repo_id)
         task = self._lookups.get(key)
         if task is None:
@@ -282,6 +310,42 @@ class ProvenancePipeline:
         self.stats.inc_value(f"{STATS}/failed")
         logger.error("Provenance: relations of %(entity)s not recorded: %(error)s", {"entity": label, "error": message})
         raise StageFailed(STAGE, f"provenance stage failed for {label}: {message}")
+
+
+class _ApiFields(Mapping[str, Any]):
+    """The Hub JSON keys of an item that extraction reads, each converted when read (`item.to_api()` would build
+    and format every field of the entity, dates included, for a handful of keys): what `to_api()` would hold."""
+
+    __slots__ = ("_fmap", "_item")
+
+    def __init__(self, item: HubEntityItem) -> None:
+        self._item = item
+        self._fmap = item._field_map()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._item
+        if key == "id":
+            return item.id
+        attr = self._fmap.api_to_attr.get(key)
+        if attr is None:
+            value = item.extra.get(key)
+        elif key in self._fmap.dates:
+            value = item._api_value(key, self._fmap)  # to_api()'s own conversion: the Hub's text kept
+        else:
+            value = getattr(item, attr)
+        return default if value is None or value is _MISSING else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._item.to_api())
+
+    def __len__(self) -> int:
+        return len(self._item.to_api())
 
 
 def _child_environment() -> dict[str, str]:

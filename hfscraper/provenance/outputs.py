@@ -11,9 +11,11 @@ previous one; the files hold no timestamp):
 - `provenance_edges.parquet`: one row per edge, schema `EDGE_SCHEMA` (declared, never inferred).
 - `entity_relationships.json`: every node (crawled or stub) with its attributes, what it depends on and what
   depends on it.
-- `model_relationships/`, `dataset_relationships/`, `space_relationships/`: the same document for each crawled
-  entity, one file per entity named `hub.entity_folder_name(id) + ".json"` (files of entities no longer in the
-  state are left out).
+- `model_relationships/`, `dataset_relationships/`, `space_relationships/`, only with `entity_files`
+  (HFSCRAPER_PROVENANCE_ENTITY_FILES): the same document for each crawled entity, one file per entity named
+  `hub.entity_folder_name(id) + ".json"` (files of entities no longer in the state are left out). Without them
+  (the default: an inode per entity is too many at Hub scale), `hfscraper.provenance.documents` answers each
+  document on demand, byte for byte, from `entity_relationships.json`.
 
 Nothing is held in memory beyond one batch: the state's rows are resolved into temporary SQLite tables, and every
 file is written from ordered queries over them. Layout and rules: docs/PROVENANCE.md.
@@ -26,6 +28,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -40,8 +43,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, same_content
-from hfscraper.hub import HostileIdError, entity_folder_name
-from hfscraper.provenance.extract import NODE_ATTRIBUTES, TYPES
+from hfscraper.hub import entity_folder_name
+from hfscraper.provenance.documents import ENTITY_FOLDERS, document_bytes, has_document
+from hfscraper.provenance.extract import NODE_ATTRIBUTES
 from hfscraper.provenance.freshness import (
     EDGES_PARQUET,
     ENTITY_RELATIONSHIPS,
@@ -59,8 +63,6 @@ from hfscraper.state import StateError, StateStore, utc_now
 
 logger = logging.getLogger(__name__)
 
-#: Per-entity folders, by type.
-ENTITY_FOLDERS: Final = {t: f"{t}_relationships" for t in TYPES}
 #: Format tag of the JSON documents.
 FORMAT: Final = "hfscraper-provenance/1"
 #: Rows per insert batch and per Parquet row group (memory per batch stays a few MB whatever the graph's size).
@@ -319,8 +321,15 @@ def write_node_link(db: sqlite3.Connection, path: Path, *, previous: Path | None
         f.write("\n]}\n")
 
 
+#: What `_xml` changes: XML's specials, CR, and what `xml_safe` escapes. Most values hold none of them.
+_XML_SPECIAL: Final = re.compile("[&<>\r\\\\\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xml(value: Any) -> str:
-    return escape(xml_safe(str(value)), _XML_TEXT_ENTITIES)
+    text = str(value)
+    if _XML_SPECIAL.search(text) is None:
+        return text
+    return escape(xml_safe(text), _XML_TEXT_ENTITIES)
 
 
 def write_graphml(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
@@ -389,31 +398,86 @@ def write_parquet(db: sqlite3.Connection, path: Path, *, previous: Path | None =
             writer.close()
 
 
-def _links(db: sqlite3.Connection, query: str, key: str) -> list[dict[str, Any]]:
-    return [
-        {"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")}
-        for t, i, kind, relation, sources in db.execute(query, (key,))
-    ]
+_OUT: Final = "SELECT src, dst_type, dst_id, kind, relation, sources FROM g_edges ORDER BY src, dst, kind"
+_IN: Final = "SELECT dst, src_type, src_id, kind, relation, sources FROM g_edges ORDER BY dst, src, kind"
 
 
-_OUT: Final = "SELECT dst_type, dst_id, kind, relation, sources FROM g_edges WHERE src = ? ORDER BY dst, kind"
-_IN: Final = "SELECT src_type, src_id, kind, relation, sources FROM g_edges WHERE dst = ? ORDER BY src, kind"
+def _link_rows(db: sqlite3.Connection, query: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for node, t, i, kind, relation, sources in db.execute(query):
+        yield node, {"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")}
 
 
-def entity_document(db: sqlite3.Connection, node: dict[str, Any]) -> dict[str, Any]:
-    """One node's document: its attributes, `depends_on` (out-edges) and `dependents` (in-edges)."""
-    key = node["key"]
-    doc = {k: v for k, v in node.items() if k != "key"}
-    doc["depends_on"] = _links(db, _OUT, key)
-    doc["dependents"] = _links(db, _IN, key)
-    return doc
+class _Links:
+    """The links of each node of an ordered node scan, from an ordered edge scan (by the same key) advanced
+    alongside it: one scan of an index for all nodes instead of one query per node."""
+
+    def __init__(self, db: sqlite3.Connection, query: str) -> None:
+        self._rows = _link_rows(db, query)
+        self._next = next(self._rows, None)
+
+    def of(self, key: str) -> Iterator[dict[str, Any]]:
+        """The links of *key*, streamed (a base with a million dependents is never a list); consume them before
+        asking for the next key."""
+        while self._next is not None and self._next[0] < key:  # an edge end that is no node: never, by build
+            self._next = next(self._rows, None)
+        while self._next is not None and self._next[0] == key:
+            yield self._next[1]
+            self._next = next(self._rows, None)
+
+
+def entity_documents(db: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """`(node, document)` of every node in key order: the node's attributes, `depends_on` (out-edges) and
+    `dependents` (in-edges). Three ordered scans merged (nodes, edges by source, edges by target)."""
+    out, into = _Links(db, _OUT), _Links(db, _IN)
+    for node in _node_rows(db):
+        key = node["key"]
+        doc = {k: v for k, v in node.items() if k != "key"}
+        doc["depends_on"] = list(out.of(key))
+        doc["dependents"] = list(into.of(key))
+        yield node, doc
+
+
+#: Links written to a document's line at a time.
+_LINK_CHUNK: Final = 512
+
+
+def _write_streamed_documents(db: sqlite3.Connection, f: _StagedFile) -> None:
+    """Each node's line of `entity_relationships.json` (the same bytes as `_dumps` of its document), written
+    link by link: memory stays bounded whatever an entity's number of dependents."""
+    out, into = _Links(db, _OUT), _Links(db, _IN)
+    for n, node in enumerate(_node_rows(db)):
+        key = node.pop("key")
+        f.write(("," if n else "") + "\n" + _dumps(key) + ":" + _dumps(node)[:-1] + ',"depends_on":[')
+        _write_links(f, out.of(key))
+        f.write('],"dependents":[')
+        _write_links(f, into.of(key))
+        f.write("]}")
+
+
+def _write_links(f: _StagedFile, links: Iterator[dict[str, Any]]) -> None:
+    chunk: list[str] = []
+    first = True
+    for link in links:
+        chunk.append(_dumps(link))
+        if len(chunk) >= _LINK_CHUNK:
+            f.write(("" if first else ",") + ",".join(chunk))
+            chunk, first = [], False
+    if chunk:
+        f.write(("" if first else ",") + ",".join(chunk))
 
 
 def write_entities(
-    db: sqlite3.Connection, folder: Path, *, previous: Path | None = None, fsync: bool = False
+    db: sqlite3.Connection,
+    folder: Path,
+    *,
+    previous: Path | None = None,
+    fsync: bool = False,
+    entity_files: bool = False,
 ) -> tuple[int, int]:
-    """`entity_relationships.json` and the per-entity files into *folder* (the staging folder), each unchanged one
-    linked from *previous* (the current folder); `(entity files new or changed, previous files left out)`."""
+    """`entity_relationships.json` into *folder* (the staging folder), and with *entity_files* the per-entity
+    files too, each unchanged one linked from *previous* (the current folder); `(entity files new or changed,
+    previous entity files left out)`. Without *entity_files*, each document is answered on demand from
+    `entity_relationships.json` (`hfscraper.provenance.documents`)."""
     counts = dict(db.execute("SELECT 'nodes', count(*) FROM g_nodes UNION ALL SELECT 'edges', count(*) FROM g_edges"))
     counts["stubs"] = db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0]
     # The names written, kept in SQLite (not in memory) to count the previous files left out afterwards.
@@ -425,23 +489,23 @@ def write_entities(
     # Plain strings for the per-entity paths (pathlib interns every name it parses); the folders are made once.
     sub_dirs = {t: str(folder / sub) for t, sub in ENTITY_FOLDERS.items()}
     old_dirs = {t: str(previous / sub) if previous is not None else None for t, sub in ENTITY_FOLDERS.items()}
-    for sub_dir in sub_dirs.values():
-        ensure_directory(Path(sub_dir))
+    if entity_files:
+        for sub_dir in sub_dirs.values():
+            ensure_directory(Path(sub_dir))
     old_entities = previous / ENTITY_RELATIONSHIPS if previous is not None else None
     with _staged(folder / ENTITY_RELATIONSHIPS, old_entities, fsync=fsync) as f:
         head = {"format": FORMAT, "counts": counts}
         f.write(_dumps(head)[:-1] + ',"entities":{')
-        for n, node in enumerate(_node_rows(db)):
-            doc = entity_document(db, node)
+        # One line per node, sorted by key: `documents` finds a node by a binary search over the lines.
+        if not entity_files:
+            _write_streamed_documents(db, f)
+        for n, (node, doc) in enumerate(entity_documents(db) if entity_files else ()):
             f.write(("," if n else "") + "\n" + _dumps(node["key"]) + ":" + _dumps(doc))
-            if not node["scraped"] or node["type"] not in ENTITY_FOLDERS:
+            if not has_document(doc):
                 continue
-            try:
-                name = entity_folder_name(node["id"]) + ".json"
-            except HostileIdError:
-                continue
+            name = entity_folder_name(node["id"]) + ".json"
             db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
-            data = (json_text(doc, indent=2) + "\n").encode("utf-8")
+            data = document_bytes(doc)
             path = os.path.join(sub_dirs[node["type"]], name)
             old_dir = old_dirs[node["type"]]
             old = os.path.join(old_dir, name) if old_dir is not None else None
@@ -549,7 +613,7 @@ def swap_in(staging: Path, current: Path, *, fsync: bool = False) -> None:
         fsync_directory(current.parent)
 
 
-def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summary:
+def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False, entity_files: bool = False) -> Summary:
     """Rebuild every provenance file of *output_dir* from its crawl state *state_file* (blocking).
 
     All or nothing: the files are written to a staging folder (linked from the current folder where unchanged),
@@ -557,6 +621,8 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summa
     (`hfscraper.provenance.freshness`). A kill at any moment leaves the previous complete folder (or none) and
     the state saying so. Raises StateError when there is no state file. Safe to run while nothing else rebuilds
     the same folder; a crawl may be writing the state meanwhile (SQLite WAL: the rebuild reads one snapshot).
+    With *entity_files*, the per-entity documents are written as files too (one inode each); without, they are
+    answered on demand from `entity_relationships.json` (`hfscraper.provenance.documents`).
     """
     started = time.monotonic()
     store = StateStore(state_file, create=False)
@@ -583,7 +649,7 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False) -> Summa
             write_node_link(db, staging / GRAPH_JSON, previous=_in(previous, GRAPH_JSON), fsync=fsync)
             write_graphml(db, staging / GRAPH_GRAPHML, previous=_in(previous, GRAPH_GRAPHML), fsync=fsync)
             write_parquet(db, staging / EDGES_PARQUET, previous=_in(previous, EDGES_PARQUET), fsync=fsync)
-            written, removed = write_entities(db, staging, previous=previous, fsync=fsync)
+            written, removed = write_entities(db, staging, previous=previous, fsync=fsync, entity_files=entity_files)
             summary = Summary(
                 nodes=db.execute("SELECT count(*) FROM g_nodes").fetchone()[0],
                 stubs=db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0],
@@ -609,4 +675,4 @@ def _in(folder: Path | None, name: str) -> Path | None:
     return folder / name if folder is not None else None
 
 
-__all__ = ["EDGE_SCHEMA", "StateError", "Summary", "entity_document", "provenance_dir", "rebuild"]
+__all__ = ["EDGE_SCHEMA", "ENTITY_FOLDERS", "StateError", "Summary", "entity_documents", "provenance_dir", "rebuild"]

@@ -13,6 +13,7 @@ and lone surrogates, so U+FFFE and U+FFFF pass), and node attributes are whateve
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, Final
@@ -34,8 +35,14 @@ def xml_unsafe(text: str) -> str:
     return _XML_UNESCAPED.sub(lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)), text)
 
 
+@functools.lru_cache(maxsize=16)
+def _encoder(options: tuple[tuple[str, Any], ...]) -> json.JSONEncoder:
+    return json.JSONEncoder(ensure_ascii=False, **dict(options))
+
+
 def json_text(value: Any, **options: Any) -> str:
     """`json.dumps(value, ensure_ascii=False, **options)` that encodes as UTF-8: a lone surrogate (only ever inside
-    a string literal) becomes its `\\uXXXX` escape."""
-    text = json.dumps(value, ensure_ascii=False, **options)
+    a string literal) becomes its `\\uXXXX` escape. One encoder per set of options (`json.dumps` builds a new one
+    for each call given options: the rebuild writes millions of lines)."""
+    text = _encoder(tuple(sorted(options.items()))).encode(value)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _SURROGATE.search(text) else text

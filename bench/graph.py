@@ -178,6 +178,7 @@ def measure(n: dict[str, int], tmp: Path, env: dict[str, str]) -> dict[str, Any]
     filled = json.loads(worker.stdout)
     output = tmp / "out"
     rebuilt = rebuild_child(Path(filled["state_file"]), output, env)
+    filled["state_file"] = Path(filled["state_file"]).name  # the results name no folder of this machine
     size = sum(p.stat().st_size for p in (output / "provenance").iterdir() if p.is_file())
     return {
         **filled, "rebuild": rebuilt, "provenance_bytes": size, "provenance_inodes": inodes(output / "provenance"),

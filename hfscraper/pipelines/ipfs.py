@@ -97,7 +97,7 @@ from hfscraper.ipfs.pins import (
     deleted_pins,
     known_cars,
     move_pins,
-    pins_in_car,
+    pins_in_cars,
     pins_of_root,
     previous_pins,
     record_batch,
@@ -141,7 +141,7 @@ COMPACT_LIVE_SHARE: Final = 0.25
 #: a small incremental run) are merged at the end of a crawl.
 COMPACT_MIN_ENTITIES: Final = 8
 #: Packs compacted at most per crawl end (each is read once), and the most entities a compacted pack holds.
-COMPACT_MAX_PACKS: Final = 5000
+COMPACT_MAX_PACKS: Final = 1000
 COMPACT_PACK_ENTITIES: Final = 4096
 
 _T = TypeVar("_T")
@@ -668,11 +668,13 @@ class IpfsPipeline:
                 by_type.setdefault(parts[1], []).append(name)
         compacted = 0
         for folder, names in by_type.items():
+            # One scan of the pins for every sparse pack of the type, not one per pack (5M rows each at Hub scale).
+            pinned = state.submit(pins_in_cars, names).result()
             pins: list[PinRow] = []
             group: list[str] = []
             for name in names:
                 group.append(name)
-                pins += [p for p in state.submit(pins_in_car, name).result() if p.in_pack]
+                pins += [p for p in pinned[name] if p.in_pack]
                 if len(pins) >= COMPACT_PACK_ENTITIES or name == names[-1]:
                     compacted += self._compact_packs(folder, group, pins)
                     pins, group = [], []

@@ -28,8 +28,8 @@ import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 
-// The JS importer's options that reproduce each profile (../../../shared/docs/ipfs.md, "Configuring the JS
-// importer as an oracle"). unixfs-v1-2025 uses the importer's own built-in IPIP-499 profile.
+// The JS importer's options that reproduce each profile (hfscraper/ipfs/profiles.py and docs/IPFS.md name the
+// same settings). unixfs-v1-2025 uses the importer's own built-in IPIP-499 profile.
 const PROFILES = {
   'unixfs-v1-2025': { profile: 'unixfs-v1-2025' },
   'unixfs-v0-2015': {

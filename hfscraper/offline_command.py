@@ -6,12 +6,15 @@ of COMMANDS_MODULE.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
 
-from hfscraper.commands.runner import check_state, validate_settings
+from hfscraper.commands.runner import EXIT_INCOMPLETE, check_state, validate_settings
+from hfscraper.state import StateError, StateStore
 
 if TYPE_CHECKING:
     import argparse
@@ -35,3 +38,20 @@ class OfflineCommand(ScrapyCommand):
     def fail(self, message: str, code: int) -> None:
         sys.stderr.write(f"hfscraper: {message}\n")
         self.exitcode = code
+
+    def open_state(self, nothing: str = "crawl first") -> tuple[StateStore, Path, Path] | None:
+        """`(store, output folder, CAR folder)` of the configured output, the store opened read-write without
+        creating it; None after `fail()` (exit 1) when there is no state or it cannot be read."""
+        from hfscraper.extensions.checkpoint import car_folder, state_location
+
+        assert self.settings is not None
+        path, output = state_location(self.settings)
+        if not path.is_file():
+            self.fail(f"no crawl state at {path} for the output folder {output}: {nothing}", EXIT_INCOMPLETE)
+            return None
+        try:
+            store = StateStore(path, create=False)
+        except (StateError, sqlite3.DatabaseError) as exc:
+            self.fail(f"cannot read the crawl state {path}: {exc}", EXIT_INCOMPLETE)
+            return None
+        return store, output, car_folder(self.settings, output)

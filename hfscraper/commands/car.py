@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING
 
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_USAGE
 from hfscraper.constants import OUTPUT_FOLDERS
-from hfscraper.extensions.checkpoint import car_folder, state_location
 from hfscraper.ipfs.car import CarReadError, atomic_output
 from hfscraper.ipfs.pins import write_entity_car
 from hfscraper.offline_command import OfflineCommand
-from hfscraper.state import StateError, StateStore
 
 if TYPE_CHECKING:
     import argparse
@@ -47,16 +45,10 @@ class Command(OfflineCommand):
             self.fail(f"usage: scrapy car {self.syntax()} (TYPE: {', '.join(OUTPUT_FOLDERS)})", EXIT_USAGE)
             return
         repo_type, repo_id = TYPE_NAMES[args[0]], args[1]
-        path, output = state_location(self.settings)
-        if not path.is_file():
-            self.fail(f"no crawl state at {path} for the output folder {output} (crawl first)", EXIT_INCOMPLETE)
+        opened = self.open_state()
+        if opened is None:
             return
-        cars = car_folder(self.settings, output)
-        try:
-            store = StateStore(path, create=False)
-        except (StateError, sqlite3.DatabaseError) as exc:
-            self.fail(f"cannot read the crawl state {path}: {exc}", EXIT_INCOMPLETE)
-            return
+        store, _, cars = opened
         try:
             if opts.out is None:
                 root = write_entity_car(store, cars, repo_type, repo_id, sys.stdout.buffer)

@@ -18,7 +18,6 @@ arguments or settings.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -27,10 +26,9 @@ from typing import TYPE_CHECKING
 
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from hfscraper.constants import OUTPUT_FOLDERS
-from hfscraper.extensions.checkpoint import state_location
 from hfscraper.offline_command import OfflineCommand
 from hfscraper.state import StateError, StateStore
-from hfscraper.verify import DEFAULT_CAR_FOLDER, Summary, Verifier, repair
+from hfscraper.verify import Summary, Verifier, repair
 
 if TYPE_CHECKING:
     import argparse
@@ -80,22 +78,14 @@ class Command(OfflineCommand):
         types = self._types(opts.types)
         if types is None:
             return
-        path, output = state_location(self.settings)
-        if not path.is_file():
-            self.fail(f"no crawl state at {path} for the output folder {output}: nothing to verify (crawl first)",
-                      EXIT_INCOMPLETE)  # fmt: skip
+        opened = self.open_state("nothing to verify (crawl first)")
+        if opened is None:
             return
-        car_dir = self.settings.get("HFSCRAPER_IPFS_CAR_DIR")
-        cars = Path(os.path.abspath(os.path.expanduser(car_dir))) if car_dir else output / DEFAULT_CAR_FOLDER
-        try:
-            store = StateStore(path, create=False)
-        except (StateError, sqlite3.DatabaseError) as exc:
-            self.fail(f"cannot read the crawl state {path}: {exc}", EXIT_INCOMPLETE)
-            return
+        store, output, cars = opened
         try:
             self._verify(store, output, cars, types, opts)
         except (StateError, sqlite3.DatabaseError) as exc:
-            self.fail(f"cannot read the crawl state {path}: {exc}", EXIT_INCOMPLETE)
+            self.fail(f"cannot read the crawl state {store.path}: {exc}", EXIT_INCOMPLETE)
         finally:
             store.close()
 

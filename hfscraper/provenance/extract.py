@@ -99,8 +99,6 @@ def node_attributes(api: Mapping[str, Any]) -> dict[str, Any]:
 def _valid_id(value: object) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or value != value.strip():
         return None
-    if value.isascii() and value.isprintable():  # no control character, no surrogate: what check_repo_id refuses
-        return value
     try:
         return check_repo_id(value)
     except HostileIdError:

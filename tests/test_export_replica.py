@@ -290,8 +290,11 @@ def test_sigkill_at_random_moments_never_leaves_an_unreadable_file(replica: Repl
     subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, check=True, timeout=120)
     duration = time.monotonic() - started
     rng = random.Random(6)
-    kills = torn = 0
-    for _ in range(8):
+    kills = torn = runs = 0
+    # At least 8 runs, and more (up to 24) until enough kills landed mid-write: how long an export takes varies with
+    # the machine's load, so a fixed number of runs sometimes had every kill come after the export ended.
+    while runs < 8 or (runs < 24 and not (kills >= 3 and torn >= 1)):
+        runs += 1
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(rng.uniform(0.3, 1.0) * duration)

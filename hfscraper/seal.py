@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX
+from hfscraper.ipfs.pins import car_pin
 from hfscraper.state import TOMBSTONE_FILE, StateStore, entity_folder
 
 
@@ -60,19 +61,12 @@ def entity_seal(
         return None
     if car_dir is None:
         return folder_seal(folder)
-    row = None
-    if store is not None:
-        row = store.db.execute(
-            "SELECT car_path, root_cid, car_offset, car_length FROM pins WHERE repo_type = ? AND id = ? "
-            "ORDER BY backend LIMIT 1",
-            (repo_type, repo_id),
-        ).fetchone()
-    if row is None or not row[0]:
+    pin = car_pin(store.db, repo_type, repo_id) if store is not None else None
+    if pin is None or not pin.car_path:
         return folder_seal(folder, (car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car",))
-    car_path, root, offset, length = row
-    if offset is None:  # the entity's own CAR
-        return folder_seal(folder, (car_dir / car_path,))
-    return folder_seal(folder, ((car_dir / car_path, f"#{root}@{offset}+{length}"),))
+    if pin.car_offset is None:  # the entity's own CAR
+        return folder_seal(folder, (car_dir / pin.car_path,))
+    return folder_seal(folder, ((car_dir / pin.car_path, f"#{pin.root_cid}@{pin.car_offset}+{pin.car_length}"),))
 
 
 def _walk(top: str, prefix: str, entries: list[tuple[str, int, int, int]]) -> None:

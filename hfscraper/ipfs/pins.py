@@ -27,6 +27,21 @@ if TYPE_CHECKING:
 
 #: The `path` of an entity folder's own row in `cids`.
 FOLDER_PATH = ""
+#: Every backend name a `pins` row can carry (the `name` of each class in backends.BACKENDS; a test keeps them
+#: equal). Look-ups of an entity's pin under any backend name them all, so SQLite searches the primary key
+#: (backend, repo_type, id) once per name instead of scanning every pin (one scan per entity is quadratic).
+PIN_BACKENDS = ("embedded", "kubo")
+_ANY_BACKEND = f"backend IN ({', '.join('?' * len(PIN_BACKENDS))})"
+
+
+def car_pin(db: sqlite3.Connection, repo_type: str, repo_id: str) -> PinRow | None:
+    """The entity's pin that has a CAR (the first backend by name), or None."""
+    db_row = db.execute(
+        f"SELECT backend, repo_type, id, root_cid, profile, car_path, pinned_at, car_offset, car_length FROM pins "
+        f"WHERE {_ANY_BACKEND} AND repo_type = ? AND id = ? AND car_path IS NOT NULL ORDER BY backend LIMIT 1",
+        (*PIN_BACKENDS, repo_type, repo_id),
+    ).fetchone()
+    return None if db_row is None else PinRow(*db_row)
 
 
 @dataclass(frozen=True)
@@ -348,14 +363,9 @@ def write_entity_car(store: StateStore, car_dir: Path, repo_type: str, repo_id: 
     pack or its own CAR; its root. LookupError when the state has no CAR of the entity; CarReadError, OSError."""
     from hfscraper.ipfs.packs import COPY_SIZE, standalone_car
 
-    row = store.db.execute(
-        "SELECT * FROM pins WHERE repo_type = ? AND id = ? AND car_path IS NOT NULL ORDER BY backend LIMIT 1",
-        (repo_type, repo_id),
-    ).fetchone()
-    if row is None:
+    pin = car_pin(store.db, repo_type, repo_id)
+    if pin is None or pin.car_path is None:
         raise LookupError(f"the crawl state has no CAR of {repo_type} {repo_id}")
-    pin = PinRow.from_row(row)
-    assert pin.car_path is not None
     path = car_dir / pin.car_path
     if pin.car_offset is not None and pin.car_length is not None:
         standalone_car(path, pin.car_offset, pin.car_length, pin.root_cid, out)

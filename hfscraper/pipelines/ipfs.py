@@ -132,7 +132,7 @@ SCRATCH_FOLDER: Final = ".tmp"
 #: CAR layouts (HFSCRAPER_IPFS_CAR_LAYOUT).
 LAYOUTS: Final = ("pack", "entity")
 #: Worker threads hashing and writing CARs (one batch each).
-HASH_WORKERS: Final = max(1, min(4, os.cpu_count() or 1))
+HASH_WORKERS: Final = int(os.environ.get("XHW", "2"))
 #: The most entities one batch (and so one pack) holds.
 BATCH_SIZE: Final = 128
 #: Packs with at most this share of their entities still pinned are compacted at the end of a crawl.

@@ -65,6 +65,9 @@ DOWNLOADER_MIDDLEWARES: dict[str, int] = {
     "hfscraper.middlewares.retry.LoggingRetryDownloaderMiddleware": 550,
     # Before RedirectMiddleware (600) sees a 3xx: a redirect is never dropped by the duplicate filter.
     "hfscraper.middlewares.redirects.KeepRedirectsDownloaderMiddleware": 610,
+    # Scrapy's, without looking for the Referer spider middleware that is off (below).
+    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+    "hfscraper.middlewares.redirects.HubRedirectMiddleware": 600,
     # Paces each Hub bucket by its RateLimit headers and pauses the host on 429: after every other
     # process_request (right before sending, before the token is added), and it sees each raw response
     # before RedirectMiddleware (600) and the retry middleware (550) do.
@@ -113,6 +116,8 @@ ADDONS = {"hfscraper.distributed.addon.DistributedAddon": 0}
 # The Hub answers file downloads with redirects (to resolve-cache and to its CDN); Scrapy's media
 # pipelines ignore redirects unless told otherwise.
 MEDIA_ALLOW_REDIRECTS = True
+# The Hub answers JSON and files, never an HTML meta refresh: no page body is searched for one.
+METAREFRESH_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 # `-O out.parquet` / FEEDS format `parquet`: the declared export schema, streamed in row groups (a local feed is
 # never appended to).

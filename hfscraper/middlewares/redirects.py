@@ -11,6 +11,10 @@ reaches the request's errback (for a listing page: lost, the crawl ends ``listin
 
 It must run before RedirectMiddleware (600) in ``process_response``, i.e. with a higher priority (610).
 
+`HubRedirectMiddleware` is Scrapy's RedirectMiddleware in its place (600) for a crawl that sends no Referer: the
+Referer spider middleware is off (settings.py), so a redirect drops the header instead of looking that middleware up
+and warning at every start that it is missing.
+
 Settings (Scrapy's, read once): REDIRECT_ENABLED (off: this middleware is off too), REDIRECT_MAX_TIMES.
 Stats: hfscraper/redirect/max_reached - redirect chains that hit the limit.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final, Self
 
+from scrapy.downloadermiddlewares.redirect import RedirectMiddleware
 from scrapy.exceptions import NotConfigured
 
 if TYPE_CHECKING:
@@ -60,3 +65,16 @@ class KeepRedirectsDownloaderMiddleware:
                 {"n": hops, "max": self.max_redirects, "url": request.meta.get("redirect_urls", [request.url])[0]},
             )
         return response
+
+
+class HubRedirectMiddleware(RedirectMiddleware):
+    """RedirectMiddleware without the Referer hand-off (no RefererMiddleware to hand it to)."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        middleware = cls(crawler.settings)
+        middleware.crawler = crawler
+        return middleware
+
+    def handle_referer(self, request: Request, response: Response) -> None:
+        request.headers.pop("Referer", None)

@@ -526,6 +526,8 @@ def rebuild(
                 summary.entity_files_written, summary.entity_files_removed = write_entity_files(
                     files, staging, previous=previous, fsync=fsync
                 )
+        if not entity_files and previous is not None:
+            summary.entity_files_removed = _count_entity_files(previous)  # switched off: the files go
         swap_in(staging, current, fsync=fsync)
         finish_rebuild(store, generation, utc_now(), summary.nodes, summary.edges, tuple(written))
     except BaseException:
@@ -535,6 +537,14 @@ def rebuild(
         store.close()
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _count_entity_files(folder: Path) -> int:
+    count = 0
+    for sub in ENTITY_FOLDERS.values():
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder / sub) as entries:
+            count += sum(1 for e in entries if e.name.endswith(".json") and not e.name.startswith(TEMP_PREFIX))
+    return count
 
 
 def _in(folder: Path | None, name: str) -> Path | None:

@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows per insert batch (memory per batch stays a few MB whatever the graph's size).
 BATCH: Final = 5_000
+#: Rows converted from SQLite to Arrow at a time (divides `columnar.ROW_GROUP`).
+_CONVERT_ROWS: Final = 1_024
 #: SQLite page cache per database (main and temporary), KiB: enough for the ordered scans, which read sequentially.
 CACHE_KIB: Final = 2048
 
@@ -279,15 +281,23 @@ def _write_table(
         )
         try:
             cursor = db.execute(query)
-            # Rows become Arrow arrays a row group at a time: Python holds one row group's tuples, no more.
-            while rows := cursor.fetchmany(ROW_GROUP):
+            # Rows become Arrow arrays a small slice at a time (Python tuples of a whole row group would be ten
+            # times the size of its Arrow buffers); a row group is written once it is full.
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            while rows := cursor.fetchmany(_CONVERT_ROWS):
                 columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-                del rows
                 for index in lists:
                     columns[index] = [value.split(",") for value in columns[index]]
                 for index in flags:  # SQLite has no booleans
                     columns[index] = [bool(value) for value in columns[index]]
-                writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema), row_group_size=ROW_GROUP)
+                pending.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+                held += len(rows)
+                if held >= ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
+                    pending, held = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
         finally:
             writer.close()
 

@@ -32,7 +32,7 @@ FORMAT: Final = "hfscraper-provenance/1"
 #: Rows per Parquet row group (a look-up reads whole row groups; the writer holds one).
 ROW_GROUP: Final = 8_192
 #: Rows converted to Python at a time by the scans.
-SCAN_BATCH: Final = 8_192
+SCAN_BATCH: Final = 1_024
 
 #: The Parquet edge list (declared; `sources` is sorted).
 EDGE_SCHEMA: Final = pa.schema(

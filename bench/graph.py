@@ -16,11 +16,15 @@ Rows (N = the sizes below, N/10 = a tenth of each):
   state's rows stream through temporary SQLite tables and ordered scans).
 - `peak_rss_tenth`: the same at N/10 (informative); `peak_rss_growth`: `peak_rss / peak_rss_tenth`. Goal: at
   most 1.15 (flat: what grows with N lives on disk, not in memory).
-- `rebuild_time`, `rebuild_time_tenth`: seconds to write every output file (informative).
+- `rebuild_time`, `rebuild_time_tenth`: seconds to write every output file (informative; the default set: the
+  three Parquet files, no whole-graph text file).
 - `provenance_inodes`: files and folders under `provenance/` at N. Goal: at most 8, whatever N (no file per
-  entity: each per-entity document is answered from `entity_relationships.json`).
+  entity: each per-entity document is answered from the Parquet files).
+- `provenance_bytes_per_node`: bytes under `provenance/` per node at N (informative: compare with metadata.json's
+  ~1,600 bytes per entity).
 - `document_lookup_ms`: milliseconds to answer one seed path (`model_relationships/<folder>.json`) on demand,
-  the mean of 200 look-ups of random crawled models (informative).
+  the mean of 200 look-ups of random crawled models (informative; three Parquet look-ups, each reading the row
+  groups that can hold the key).
 - `extract_store_rate`: entities per second through extraction and the state (informative).
 - `nodes`, `edges` (informative).
 
@@ -140,15 +144,14 @@ def lookups(output: Path, count: int = 200, seed: int = 5) -> float:
     """Mean milliseconds to answer a seed path of a random crawled model (`documents.document_for_path`)."""
     import random
 
+    import pyarrow.parquet as pq
+
     from hfscraper.hub import entity_folder_name
     from hfscraper.provenance.documents import document_for_path
 
     rng = random.Random(seed)
-    ids = []
-    with open(output / "provenance" / "entity_relationships.json", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith('"model:') and '"scraped":true' in line:
-                ids.append(json.loads(line[: line.index('":') + 1])[len("model:") :])
+    nodes = pq.read_table(output / "provenance" / "provenance_nodes.parquet", columns=["type", "id", "scraped"])
+    ids = [n["id"] for n in nodes.to_pylist() if n["type"] == "model" and n["scraped"]]
     picked = [rng.choice(ids) for _ in range(count)]
     started = time.monotonic()
     for repo_id in picked:
@@ -207,6 +210,8 @@ def run(*, smoke: bool = False) -> BenchResult:
         Row(NAME, "rebuild_time_tenth", small["rebuild"]["wall_seconds"], "s"),
         Row(NAME, "provenance_inodes", full["provenance_inodes"], "count", f"<= {GOAL_INODES}",
             full["provenance_inodes"] <= GOAL_INODES),
+        Row(NAME, "provenance_bytes_per_node", round(full["provenance_bytes"] / max(full["rebuild"]["nodes"], 1)),
+            "B"),
         Row(NAME, "document_lookup_ms", full["document_lookup_ms"], "ms"),
         Row(NAME, "extract_store_rate", round(rate), "entities/s"),
         Row(NAME, "nodes", full["rebuild"]["nodes"], "count"),

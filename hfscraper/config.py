@@ -81,6 +81,7 @@ provenance.enabled          HFSCRAPER_PROVENANCE_ENABLED - record each entity's 
 provenance.resolve_renames  HFSCRAPER_PROVENANCE_RESOLVE_RENAMES - look up ids only a card names, once (307 = renamed)
 provenance.rebuild          HFSCRAPER_PROVENANCE_REBUILD - rebuild ``output_dir/provenance/`` when a crawl ends
 provenance.entity_files     HFSCRAPER_PROVENANCE_ENTITY_FILES - also one relationship file per entity (an inode each)
+provenance.graph_files      HFSCRAPER_PROVENANCE_GRAPH_FILES - also whole-graph text files: json, graphml, relationships
 deltafetch.enabled          DELTAFETCH_ENABLED - skip entities stored before at the same sha and lastModified
 deltafetch.reset            DELTAFETCH_RESET - forget which entities are complete, so every one is stored again
 
@@ -770,8 +771,18 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "provenance.entity_files", "HFSCRAPER_PROVENANCE_ENTITY_FILES", BOOL, False,
         "Also write one relationship document per crawled entity, "
         "`output_dir/provenance/<type>_relationships/<folder>.json` (an inode each: five million for the whole "
-        "Hub). Off: each document is answered on demand, byte for byte, from `entity_relationships.json` "
+        "Hub). Off: each document is answered on demand, byte for byte, from the Parquet files "
         "(`python -m hfscraper.provenance relationships model_relationships/<folder>.json`, docs/PROVENANCE.md).",
+    ),
+    Setting(
+        "provenance.graph_files", "HFSCRAPER_PROVENANCE_GRAPH_FILES", LIST, [],
+        "Whole-graph text files the rebuild writes besides its Parquet files (`provenance_nodes.parquet`, "
+        "`provenance_edges.parquet`, `provenance_edges_by_target.parquet`, always written): `json` "
+        "(`provenance_graph.json`, networkx node-link data), `graphml` (`provenance_graph.graphml`, for Gephi), "
+        "`relationships` (`entity_relationships.json`). Each rewrites the whole graph at every crawl end "
+        "(hundreds of bytes per entity); `python -m hfscraper.provenance graph --format json|graphml|"
+        "relationships [OUT]` writes the same bytes on demand.",
+        choices=("graphml", "json", "relationships"),
     ),
     Setting(
         "deltafetch.enabled", "DELTAFETCH_ENABLED", BOOL, True,

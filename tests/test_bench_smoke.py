@@ -38,7 +38,7 @@ def test_graph_bench_smoke(tmp_path: Path) -> None:
     payload, metrics, table = _smoke(tmp_path, "graph")
     assert {"peak_rss", "peak_rss_growth", "extract_store_rate", "rebuild_time", "nodes", "edges"} <= set(metrics)
     assert metrics["edges"]["value"] > 1000
-    assert metrics["provenance_inodes"]["value"] == 5 and metrics["document_lookup_ms"]["value"] > 0
+    assert metrics["provenance_inodes"]["value"] == 4 and metrics["document_lookup_ms"]["value"] > 0
 
 
 def test_export_bench_smoke(tmp_path: Path) -> None:

@@ -72,8 +72,15 @@ def test_freshness_states(store: StateStore, tmp_path: Path) -> None:
     assert state_of(store, out) == OUT_OF_DATE
     rebuild(store.path, out)
     assert state_of(store, out) == UP_TO_DATE
-    (out / "provenance" / "provenance_graph.graphml").unlink()  # the folder lost a file
+    (out / "provenance" / "provenance_nodes.parquet").unlink()  # the folder lost a file
     assert state_of(store, out) == MISSING
+    # text files asked for are part of the set: losing one is losing a file of the folder
+    rebuild(store.path, out, graph_files=("graphml",))
+    assert state_of(store, out) == UP_TO_DATE
+    (out / "provenance" / "provenance_graph.graphml").unlink()
+    assert state_of(store, out) == MISSING
+    rebuild(store.path, out)  # not asked for any more: the folder is complete without it
+    assert state_of(store, out) == UP_TO_DATE and not (out / "provenance" / "provenance_graph.graphml").exists()
 
 
 def test_staging_folders_of_dead_rebuilds_are_swept(store: StateStore, tmp_path: Path) -> None:

@@ -102,6 +102,6 @@ def test_bad_arguments(output: Path) -> None:
 def test_missing_graph(tmp_path: Path) -> None:
     proc = lineage(tmp_path, "org/ft")
     assert proc.returncode == 1 and proc.stdout == ""
-    where = tmp_path / "provenance" / "provenance_graph.json"
+    where = tmp_path / "provenance" / "provenance_nodes.parquet"
     assert proc.stderr.startswith(f"hfscraper: no provenance graph at {where}: crawl first")
     assert len(proc.stderr.splitlines()) == 1

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -22,8 +24,10 @@ import pytest
 
 from hfscraper.hub import entity_folder_name
 from hfscraper.provenance.documents import document_for_path, document_text
-from hfscraper.provenance.graph import read_graph
-from hfscraper.provenance.outputs import EDGE_SCHEMA, ENTITY_FOLDERS
+from hfscraper.provenance.freshness import GRAPH_FILES, OUTPUT_FILES
+from hfscraper.provenance.graph import graph_from_state, read_graph
+from hfscraper.provenance.lineage import RENDERERS, load_graph, load_lineage, resolve, select
+from hfscraper.provenance.outputs import EDGE_SCHEMA, ENTITY_FOLDERS, NODE_SCHEMA
 from hfscraper.state import state_file_path
 from tests.support.crawl import REPO_ROOT, crawl, crawl_command, crawl_env, metadata_only, parse_stats, public
 from tests.support.replica import ReplicaHandle, run_replica
@@ -86,8 +90,17 @@ def graph_edges(graph: nx.DiGraph) -> set[tuple[str, str, str, str]]:
 
 
 def raw_edges(out: Path) -> list[tuple[str, str]]:
-    data = json.loads((out / "provenance" / "provenance_graph.json").read_text(encoding="utf-8"))
-    return [(e["source"], e["target"]) for e in data["edges"]]
+    table = pq.read_table(out / "provenance" / "provenance_edges.parquet", columns=["src", "dst"])
+    return list(zip(table.column("src").to_pylist(), table.column("dst").to_pylist(), strict=True))
+
+
+def graph_command(out: Path, graph_format: str, target: Path) -> None:
+    """`python -m hfscraper.provenance graph --format F TARGET` over the crawl's folder."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hfscraper.provenance", "graph", "--format", graph_format, "--output-dir", str(out),
+         str(target)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and target.is_file(), done.stderr
 
 
 def state_rows(out: Path) -> int:
@@ -146,17 +159,31 @@ def test_direct_children_equal_children_model_count(replica: ReplicaHandle, craw
         assert children == expected, key
 
 
-def test_output_files_parse_and_agree(replica: ReplicaHandle, crawled: Path) -> None:
+def test_output_files_parse_and_agree(replica: ReplicaHandle, crawled: Path, tmp_path: Path) -> None:
     folder = crawled / "provenance"
+    # a default crawl writes the Parquet files only; every node, crawled or stub, in the declared schema
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES)
     graph = read_graph(crawled)
-    graphml = nx.read_graphml(folder / "provenance_graph.graphml")
+    nodes = pq.read_table(folder / "provenance_nodes.parquet")
+    assert nodes.schema.equals(NODE_SCHEMA, check_metadata=True)
+    assert pq.ParquetFile(folder / "provenance_nodes.parquet").schema_arrow.equals(NODE_SCHEMA, check_metadata=True)
+    state = graph_from_state(state_file_path(crawled.parent / "state", crawled))
+    rows = nodes.to_pylist()
+    assert [r["key"] for r in rows] == sorted(state.nodes)
+    assert {r.pop("key"): r for r in rows} == dict(state.nodes(data=True))
+    assert any(not a["scraped"] for _, a in state.nodes(data=True))  # stubs too
+    assert set(graph.edges) == set(state.edges)
+    # the text files, asked for on demand
+    for graph_format in ("graphml", "relationships"):
+        graph_command(crawled, graph_format, tmp_path / GRAPH_FILES[graph_format])
+    graphml = nx.read_graphml(tmp_path / "provenance_graph.graphml")
     assert set(graphml.nodes) == set(graph.nodes) and set(graphml.edges) == set(graph.edges)
     u, v = next(iter(graph.edges))
     assert graphml.edges[u, v]["sources"] == ",".join(graph.edges[u, v]["sources"])
     table = pq.read_table(folder / "provenance_edges.parquet")
     assert table.schema.equals(EDGE_SCHEMA, check_metadata=False)
     assert {(r["src"], r["dst"], r["kind"], r["relation"]) for r in table.to_pylist()} == graph_edges(graph)
-    relationships = json.loads((folder / "entity_relationships.json").read_text(encoding="utf-8"))
+    relationships = json.loads((tmp_path / "entity_relationships.json").read_text(encoding="utf-8"))
     assert relationships["counts"] == {
         "nodes": graph.number_of_nodes(), "edges": graph.number_of_edges(),
         "stubs": sum(1 for _, a in graph.nodes(data=True) if not a["scraped"]),
@@ -174,6 +201,41 @@ def test_output_files_parse_and_agree(replica: ReplicaHandle, crawled: Path) -> 
         (r["target_type"], r["target"]) for r in model["relations"]
     }
     assert not list(folder.rglob(".hfscraper-tmp-*"))
+
+
+def test_graph_files_on_request_and_answers_without_them(replica: ReplicaHandle, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    asked = {**SETTINGS, "HFSCRAPER_PROVENANCE_GRAPH_FILES": "json,graphml,relationships"}
+    result = crawl(replica, "models", out, settings=asked)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "provenance"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*OUTPUT_FILES, *GRAPH_FILES.values()])
+    # the on-demand command writes the same bytes as the rebuild asked for them
+    for graph_format, name in GRAPH_FILES.items():
+        graph_command(out, graph_format, tmp_path / name)
+        assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), name
+    # the same folder without its text files answers every document and lineage as the text files do
+    bare = tmp_path / "bare"
+    (bare / "provenance").mkdir(parents=True)
+    for name in OUTPUT_FILES:
+        shutil.copy2(folder / name, bare / "provenance" / name)
+    whole = load_graph(out)
+    keys = sorted(whole.nodes)
+    assert len(keys) > 300 and any(not whole.nodes[k]["scraped"] for k in keys)
+    for key in keys:
+        repo_type, repo_id = key.split(":", 1)
+        assert document_text(bare, repo_type, repo_id) == document_text(out, repo_type, repo_id), key
+    busiest = sorted(keys, key=lambda k: -whole.degree(k))[:15]
+    for key in [*busiest, *keys[::25]]:
+        repo_type, repo_id = key.split(":", 1)
+        for directions, depth, limit in ((("ancestors", "descendants"), None, 25), (("descendants",), 1, 2)):
+            root = resolve(whole, repo_id, repo_type)
+            expected = select(whole, root, directions=directions, depth=depth, limit=limit)
+            graph, root = load_lineage(bare, repo_id, repo_type, directions=directions, depth=depth, limit=limit)
+            got = select(graph, root, directions=directions, depth=depth, limit=limit)
+            for name, render in RENDERERS.items():
+                assert render(got) == render(expected), (key, name)
+    assert graph_edges(read_graph(bare)) == graph_edges(whole)
 
 
 def test_sigkill_then_resume_gives_the_same_graph(replica: ReplicaHandle, crawled: Path, tmp_path: Path) -> None:

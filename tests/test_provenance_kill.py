@@ -25,7 +25,7 @@ from tests.support.replica import ReplicaHandle, run_replica
 
 SETTINGS = {"HFSCRAPER_IPFS_ENABLED": "false"}
 
-#: Pauses `python -m hfscraper.provenance rebuild` (only that process) before it writes the per-entity files:
+#: Pauses `python -m hfscraper.provenance rebuild` (only that process) before it writes its last Parquet file:
 #: it writes its pid to $PROVENANCE_PAUSE_MARK and sleeps.
 PAUSE_HOOK = """
 import os
@@ -53,7 +53,7 @@ if "hfscraper.provenance" in sys.orig_argv and "rebuild" in sys.orig_argv and os
                     os.replace(os.environ["PROVENANCE_PAUSE_MARK"] + ".tmp", os.environ["PROVENANCE_PAUSE_MARK"])
                     time.sleep(600)
 
-                module.write_entities = paused
+                module.write_edges_by_target = paused
 
             spec.loader.exec_module = exec_module
             return spec

@@ -53,7 +53,9 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]
 @pytest.fixture(scope="module")
 def crawled(replica: ReplicaHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("crawl") / "out"
-    result = crawl(replica, "models", out, settings=SETTINGS)
+    # every text file asked for: their formats are what is checked here
+    settings = {**SETTINGS, "HFSCRAPER_PROVENANCE_GRAPH_FILES": "json,graphml,relationships"}
+    result = crawl(replica, "models", out, settings=settings)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stat("hfscraper/provenance/skipped/card/base_model/bad_id") == 1
     assert result.stat("hfscraper/provenance/skipped/card/datasets/bad_id") == 1
@@ -125,6 +127,9 @@ def test_json_and_parquet_keep_the_ids_exactly(crawled: Path) -> None:
     assert {d["id"] for d in doc["depends_on"]} == set(KEPT_BASES) | set(KEPT_DATASETS)
     table = pq.read_table(folder / "provenance_edges.parquet").to_pylist()
     assert {r["dst_id"] for r in table if r["src_id"] == HOSTILE_CARDS_MODEL} == set(KEPT_BASES) | set(KEPT_DATASETS)
+    nodes = pq.read_table(folder / "provenance_nodes.parquet").to_pylist()
+    assert [r["key"] for r in nodes] == [n["id"] for n in data["nodes"]]  # the same keys, in the same order
+    assert all(r["key"] == f"{r['type']}:{r['id']}" for r in nodes)
 
 
 @pytest.mark.parametrize("output_format", ["text", "json", "dot", "mermaid"])

@@ -180,7 +180,7 @@ def test_scheduled_models_crawl_mirrors_the_replica(deployed: Deployed, hub: Rep
         assert all(metadata[key] == truth_api[key] for key in metadata), folder
         assert (out / OUTPUT_FOLDERS["model"] / folder / "ipfs_cid.txt").is_file()
     # written by a child process (python -m hfscraper.provenance), which must find the package in the egg too
-    assert (out / "provenance" / "provenance_graph.graphml").is_file()
+    assert (out / "provenance" / "provenance_nodes.parquet").is_file()
     assert sorted(feed_ids(server.items_path("models", job))) == sorted(e["id"] for e in expected.values())
 
     log = server.log("models", job)

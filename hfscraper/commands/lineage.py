@@ -1,9 +1,11 @@
 """`scrapy lineage ID`: the family tree of one Hub entity, from the provenance graph of the output folder.
 
-Reads `HFSCRAPER_OUTPUT_DIR/provenance/provenance_graph.json` (written by the provenance pipeline during a crawl)
-and shows what the entity is built on (ancestors: its base models, the datasets it was trained on, the models and
-datasets a space uses) and what is built on it (descendants), as a terminal tree, JSON, Graphviz DOT or a Mermaid
-flowchart. `--type` picks the kind of entity (default model); `--depth`, `--relation` and `--limit` narrow the walk.
+Reads the provenance graph of `HFSCRAPER_OUTPUT_DIR/provenance/` (written by the provenance pipeline when a crawl
+ends): only the entity's neighbourhood, from the Parquet files (`provenance_nodes.parquet`, the edges by source and
+by target), or the whole `provenance_graph.json` of a folder an older version wrote. It shows what the entity is
+built on (ancestors: its base models, the datasets it was trained on, the models and datasets a space uses) and
+what is built on it (descendants), as a terminal tree, JSON, Graphviz DOT or a Mermaid flowchart. `--type` picks
+the kind of entity (default model); `--depth`, `--relation` and `--limit` narrow the walk.
 
 Exit code: 0 when the lineage was printed, 1 when there is no provenance graph yet (crawl first) or it cannot be
 read, 2 for bad arguments or settings, or an id the graph does not hold (the message lists close matches).
@@ -25,10 +27,10 @@ from hfscraper.provenance.lineage import (
     RELATIONS,
     RENDERERS,
     TYPES,
+    Direction,
     LineageError,
     UnknownEntityError,
-    load_graph,
-    resolve,
+    load_lineage,
     select,
 )
 
@@ -46,9 +48,9 @@ class Command(OfflineCommand):
     def long_desc(self) -> str:
         return (
             "Show what a Hub entity is built on (ancestors) and what is built on it (descendants), read from "
-            "HFSCRAPER_OUTPUT_DIR/provenance/provenance_graph.json, as a tree (text), JSON, Graphviz DOT or a "
-            "Mermaid flowchart. Exit code 0 when shown, 1 when there is no provenance graph yet (crawl first), "
-            "2 for bad arguments or an unknown id."
+            "HFSCRAPER_OUTPUT_DIR/provenance/ (only the entity's neighbourhood), as a tree (text), JSON, Graphviz "
+            "DOT or a Mermaid flowchart. Exit code 0 when shown, 1 when there is no provenance graph yet (crawl "
+            "first), 2 for bad arguments or an unknown id."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
@@ -121,17 +123,19 @@ class Command(OfflineCommand):
             self.fail("--limit must be 0 (no limit) or more", EXIT_USAGE)
             return
         _, output = state_location(self.settings)
+        direction = opts.direction or "both"
+        directions: tuple[Direction, ...] = ("ancestors", "descendants") if direction == "both" else (direction,)
         try:
-            graph = load_graph(Path(output))
-            root = resolve(graph, args[0], opts.entity_type)
+            graph, root = load_lineage(
+                Path(output), args[0], opts.entity_type, directions=directions, depth=opts.depth, relations=relations,
+                limit=opts.limit or None,
+            )  # fmt: skip
         except UnknownEntityError as exc:
             self.fail(str(exc), EXIT_USAGE)
             return
         except LineageError as exc:
             self.fail(str(exc), EXIT_INCOMPLETE)
             return
-        direction = opts.direction or "both"
-        directions = ("ancestors", "descendants") if direction == "both" else (direction,)
         lineage = select(
             graph, root, directions=directions, depth=opts.depth, relations=relations, limit=opts.limit or None
         )

@@ -172,6 +172,7 @@ class ProvenancePipeline:
             sys.executable, "-m", "hfscraper.provenance", "rebuild", "--json",
             "--output-dir", str(self.output_dir), "--state-file", str(self.state_file),
             "--fsync" if self.fsync else "--no-fsync", "--entity-files" if self.entity_files else "--no-entity-files",
+            "--graph-files", ",".join(self.crawler.settings.getlist("HFSCRAPER_PROVENANCE_GRAPH_FILES", [])),
         ]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(

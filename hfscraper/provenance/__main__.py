@@ -1,13 +1,21 @@
-"""`python -m hfscraper.provenance rebuild|relationships`: rebuild the provenance files; print one entity's document.
+"""`python -m hfscraper.provenance rebuild|graph|relationships`: rebuild the provenance files; write one whole-graph
+text file; print one entity's document.
 
-`rebuild [--output-dir DIR] [--state-dir DIR] [--entity-files]` writes `output_dir/provenance/` from the crawl
-state, as a crawl does when it ends (no request to the Hub). The folders default to the configured ones
-(HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_PROVENANCE_ENTITY_FILES: settings.toml, environment). Prints
-one summary line; exit code 0, 1 when there is no crawl state for the output folder, 2 for bad usage.
+`rebuild [--output-dir DIR] [--state-dir DIR] [--entity-files] [--graph-files json,graphml,relationships]` writes
+`output_dir/provenance/` from the crawl state, as a crawl does when it ends (no request to the Hub). The folders
+default to the configured ones (HFSCRAPER_OUTPUT_DIR, HFSCRAPER_STATE_DIR, HFSCRAPER_PROVENANCE_ENTITY_FILES,
+HFSCRAPER_PROVENANCE_GRAPH_FILES: settings.toml, environment). Prints one summary line; exit code 0, 1 when there
+is no crawl state for the output folder, 2 for bad usage.
 
-A crawl runs this in a child process with `--output-dir`, `--state-file`, `--fsync`/`--no-fsync` and
-`--entity-files`/`--no-entity-files` (its own settings): given all four, no configuration is read and neither Scrapy
-nor the settings are imported, so the child holds little more than pyarrow and the rebuild's bounded buffers.
+A crawl runs this in a child process with `--output-dir`, `--state-file`, `--fsync`/`--no-fsync`,
+`--entity-files`/`--no-entity-files` and `--graph-files` (its own settings): given the first four, no configuration
+is read (`--graph-files` then defaults to none) and neither Scrapy nor the settings are imported, so the child
+holds little more than pyarrow and the rebuild's bounded buffers.
+
+`graph --format json|graphml|relationships [--output-dir DIR] [OUT]` writes `provenance_graph.json`,
+`provenance_graph.graphml` or `entity_relationships.json` of the last rebuild, from its Parquet files, to OUT
+(replaced all or nothing) or to stdout: byte for byte the file a rebuild asked for it writes. Exit code 0, 1 when
+there is no rebuild to read (or OUT cannot be written), 2 for bad usage.
 
 `relationships [--output-dir DIR] PATH` (the seed's `model_relationships/<folder>.json`, `dataset_...`,
 `space_...`, with or without the `provenance/` folders before it) or `relationships TYPE ID` prints exactly the
@@ -18,15 +26,19 @@ Exit code 0, 1 when the last rebuild wrote no such document (or there is none ye
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from hfscraper.fsutil import TEMP_PREFIX
 from hfscraper.provenance.documents import DocumentsUnavailable, document_for_path, document_text
 from hfscraper.provenance.extract import TYPES
-from hfscraper.provenance.freshness import provenance_dir
+from hfscraper.provenance.freshness import GRAPH_FILES, provenance_dir
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -47,11 +59,22 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _locations(args: argparse.Namespace) -> tuple[Path, Path, bool, bool]:
-    """`(state file, output folder, fsync, entity files)` from the arguments, and from the configuration for what
-    they leave out. Raises ValueError with the configuration's message when it is invalid."""
+def _graph_formats(text: str) -> tuple[str, ...]:
+    """`json,graphml` -> `("json", "graphml")`; ValueError for an unknown format."""
+    formats = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [f for f in formats if f not in GRAPH_FILES]
+    if unknown:
+        raise ValueError(f"unknown graph file format {', '.join(unknown)} (known: {', '.join(GRAPH_FILES)})")
+    return formats
+
+
+def _locations(args: argparse.Namespace) -> tuple[Path, Path, bool, bool, tuple[str, ...]]:
+    """`(state file, output folder, fsync, entity files, graph files)` from the arguments, and from the
+    configuration for what they leave out. Raises ValueError with the configuration's message when it is
+    invalid, or for an unknown graph file format."""
+    given = None if args.graph_files is None else _graph_formats(args.graph_files)
     if args.output_dir and args.state_file and args.fsync is not None and args.entity_files is not None:
-        return Path(args.state_file), Path(args.output_dir), args.fsync, args.entity_files
+        return Path(args.state_file), Path(args.output_dir), args.fsync, args.entity_files, given or ()
     from hfscraper.extensions.checkpoint import state_location
 
     settings = _settings(args)
@@ -62,7 +85,9 @@ def _locations(args: argparse.Namespace) -> tuple[Path, Path, bool, bool]:
     entity_files = args.entity_files
     if entity_files is None:
         entity_files = settings.getbool("HFSCRAPER_PROVENANCE_ENTITY_FILES", False)
-    return state_file, output_dir, fsync, entity_files
+    if given is None:
+        given = _graph_formats(",".join(settings.getlist("HFSCRAPER_PROVENANCE_GRAPH_FILES", [])))
+    return state_file, output_dir, fsync, entity_files, given
 
 
 def _output_dir(args: argparse.Namespace) -> Path:
@@ -106,6 +131,44 @@ def relationships(args: argparse.Namespace) -> int:
     return 0
 
 
+def graph(args: argparse.Namespace) -> int:
+    """Write one whole-graph text file from the Parquet files of the last rebuild (see the module docstring)."""
+    from hfscraper.provenance.columnar import GraphFiles, GraphFilesMissing
+    from hfscraper.provenance.graphfiles import WRITERS
+
+    try:
+        output_dir = _output_dir(args)
+    except ValueError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    folder = provenance_dir(output_dir)
+    try:
+        files = GraphFiles(folder)
+    except (GraphFilesMissing, OSError) as exc:
+        sys.stderr.write(f"{exc}: rebuild the provenance files (`python -m hfscraper.provenance rebuild`) or crawl "
+                         "first\n")  # fmt: skip
+        return 1
+    writer = WRITERS[args.format]
+    if args.out in (None, "-"):
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
+        writer(files, out)
+        out.flush()
+        out.detach()
+        return 0
+    target = Path(args.out)
+    part = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}.part")
+    try:
+        with open(part, "w", encoding="utf-8", newline="") as f:
+            writer(files, f)
+        os.replace(part, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        sys.stderr.write(f"cannot write {target}: {exc.strerror or exc}\n")
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hfscraper.provenance", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         help="also write one file per entity, <type>_relationships/<folder>.json "
              "(default: HFSCRAPER_PROVENANCE_ENTITY_FILES)",
     )  # fmt: skip
+    cmd.add_argument(
+        "--graph-files", metavar="FORMATS",
+        help="also write these whole-graph text files, comma-separated: json (provenance_graph.json), graphml "
+             "(provenance_graph.graphml), relationships (entity_relationships.json); empty for none "
+             "(default: HFSCRAPER_PROVENANCE_GRAPH_FILES)",
+    )  # fmt: skip
+    text = sub.add_parser("graph", help="write one whole-graph text file of the last rebuild (from its Parquet files)")
+    text.add_argument("--format", required=True, choices=tuple(GRAPH_FILES),
+                      help="json (provenance_graph.json), graphml (provenance_graph.graphml) or relationships "
+                           "(entity_relationships.json)")  # fmt: skip
+    text.add_argument("out", nargs="?", metavar="OUT", help="the file to write (default: stdout)")
+    text.add_argument("--output-dir", help="the crawl's output folder (default: HFSCRAPER_OUTPUT_DIR)")
     docs = sub.add_parser("relationships", help="print the per-entity document the seed's path held")
     docs.add_argument(
         "entity", nargs="+", metavar="PATH | TYPE ID",
@@ -132,17 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "relationships":
         return relationships(args)
+    if args.command == "graph":
+        return graph(args)
     # pyarrow only for the rebuild
     from hfscraper.provenance.outputs import rebuild
     from hfscraper.state import StateError
 
     try:
-        state_file, output_dir, fsync, entity_files = _locations(args)
+        state_file, output_dir, fsync, entity_files, graph_files = _locations(args)
     except ValueError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
     try:
-        summary = rebuild(state_file, output_dir, fsync=fsync, entity_files=entity_files)
+        summary = rebuild(state_file, output_dir, fsync=fsync, entity_files=entity_files, graph_files=graph_files)
     except StateError as exc:
         sys.stderr.write(f"no crawl state for {output_dir}: {exc}\n")
         return 1

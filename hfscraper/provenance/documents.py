@@ -1,17 +1,22 @@
-"""Per-entity relationship documents, answered on demand from `entity_relationships.json` (no file per entity).
+"""Per-entity relationship documents, answered on demand from the provenance folder (no file per entity).
 
 The seed wrote one file per crawled entity, `provenance/<type>_relationships/<folder>.json`: five million inodes
-for the whole Hub. `entity_relationships.json` already holds every node's document, one per line, sorted by node
-key (`"model:org/name":{...}`, as the rebuild writes it), so a document is found by a binary search over the file's
-lines (about 30 reads of one line for five million nodes, no index, no memory beyond the line) and written out with
-`indent=2`: byte for byte the file the seed wrote (the same `json_text` of the same dictionary, keys in the same
-order). The rebuild writes the per-entity files only with HFSCRAPER_PROVENANCE_ENTITY_FILES.
+for the whole Hub. The rebuild's Parquet files hold every node's attributes (`provenance_nodes.parquet`, sorted by
+key), its out-edges (`provenance_edges.parquet`, sorted by source) and its in-edges
+(`provenance_edges_by_target.parquet`, sorted by target), so a document is three look-ups that each read only the
+row groups whose statistics can hold the key (`hfscraper.provenance.columnar`: memory per look-up does not grow
+with the graph). When the folder holds `entity_relationships.json` too (HFSCRAPER_PROVENANCE_GRAPH_FILES asked for
+it, or a rebuild by an older version wrote it), the document is found there instead by a binary search over the
+file's lines (one per node, sorted by key: about 30 reads of one line for five million nodes, and no pyarrow).
+Either way it is written out with `indent=2`: byte for byte the file the seed wrote (the same `json_text` of the
+same dictionary, keys in the same order). The rebuild writes the per-entity files only with
+HFSCRAPER_PROVENANCE_ENTITY_FILES.
 
 - `document_text(output_dir, type, id)`: the document of one crawled entity, or None (a stub, an unknown id).
 - `document_for_path(output_dir, path)`: the document the seed's path `<type>_relationships/<folder>.json` held.
 - `python -m hfscraper.provenance relationships (PATH | TYPE ID)` prints either.
 
-No pyarrow and no networkx here: a look-up imports little.
+No networkx here, and pyarrow only for a look-up in the Parquet files.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -37,7 +43,7 @@ _KEY_BYTES: Final = 4096
 
 
 class DocumentsUnavailable(FileNotFoundError):
-    """There is no `entity_relationships.json` to answer from (no rebuild yet), or it is not one the rebuild wrote."""
+    """There are no provenance files to answer from (no rebuild yet), or none this version reads."""
 
 
 def document_bytes(doc: dict[str, Any]) -> bytes:
@@ -110,25 +116,41 @@ def _parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
     return key, doc
 
 
-def _open(output_dir: Path) -> tuple[IO[bytes], int]:
+def _open(output_dir: Path) -> tuple[IO[bytes], int] | None:
+    """`entity_relationships.json` of *output_dir* and its size; None when there is none."""
     path = provenance_dir(Path(output_dir)) / ENTITY_RELATIONSHIPS
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except (FileNotFoundError, NotADirectoryError):
-        raise DocumentsUnavailable(
-            f"no {path}: rebuild the provenance files (`python -m hfscraper.provenance rebuild`) or crawl first"
-        ) from None
+        return None
     if not f.readline().startswith(b'{"format":"hfscraper-provenance/'):
         f.close()
         raise DocumentsUnavailable(f"{path} is not a provenance file this version reads")
     return f, os.fstat(f.fileno()).st_size
 
 
+def _graph_files(output_dir: Path) -> Any:
+    """The Parquet files of *output_dir* (`columnar.GraphFiles`); DocumentsUnavailable when there are none."""
+    from hfscraper.provenance.columnar import GraphFiles, GraphFilesMissing
+
+    folder = provenance_dir(Path(output_dir))
+    try:
+        return GraphFiles(folder)
+    except (GraphFilesMissing, NotADirectoryError) as exc:
+        raise DocumentsUnavailable(
+            f"{exc}: rebuild the provenance files (`python -m hfscraper.provenance rebuild`) or crawl first"
+        ) from None
+
+
 def node_document(output_dir: Path, repo_type: str, repo_id: str) -> dict[str, Any] | None:
-    """The document `entity_relationships.json` holds for a node (crawled or stub), or None."""
-    f, size = _open(output_dir)
+    """The document of a node (crawled or stub) in the last rebuild, or None."""
+    key = f"{repo_type}:{repo_id}"
+    opened = _open(output_dir)
+    if opened is None:
+        return _graph_files(output_dir).document(key)
+    f, size = opened
     with f:
-        line = _find_line(f, size, f"{repo_type}:{repo_id}")
+        line = _find_line(f, size, key)
     return None if line is None else _parse_line(line)[1]
 
 
@@ -160,10 +182,13 @@ def _scan_for_folder(output_dir: Path, repo_type: str, name: str) -> str | None:
     """The id of *repo_type* whose folder name is the hashed *name* (a scan of every line: rare, ids of more than
     about 120 bytes)."""
     prefix = f"{repo_type}:"
-    f, _size = _open(output_dir)
-    with f:
-        for line in f:
-            key = _line_key(line)
+    opened = _open(output_dir)
+    if opened is None:
+        keys: Iterator[str | None] = (row["key"] for row in _graph_files(output_dir).nodes.scan(["key"]))
+    else:
+        keys = (_line_key(line) for line in opened[0])
+    try:
+        for key in keys:
             if key is None or not key.startswith(prefix) or is_plain_id(key[len(prefix) :]):
                 continue
             repo_id = key[len(prefix) :]
@@ -172,6 +197,9 @@ def _scan_for_folder(output_dir: Path, repo_type: str, name: str) -> str | None:
                     return repo_id
             except HostileIdError:
                 continue
+    finally:
+        if opened is not None:
+            opened[0].close()
     return None
 
 

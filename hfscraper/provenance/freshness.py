@@ -3,9 +3,10 @@
 - `provenance_generation`: bumped by every crawl run that records relations (`mark_stale`, when the provenance
   pipeline opens): from then on the state may hold relations the files lack.
 - `provenance_rebuild`: `{"pid", "started"}` while a rebuild runs (`begin_rebuild`); left behind by a killed one.
-- `provenance_built`: `{"generation", "at", "nodes", "edges"}` of the last rebuild whose complete set of files
-  replaced the folder (`finish_rebuild`, written only after the swap): the generation it read, in the same
-  snapshot as the rows it wrote.
+- `provenance_built`: `{"generation", "at", "nodes", "edges", "files"}` of the last rebuild whose complete set
+  of files replaced the folder (`finish_rebuild`, written only after the swap): the generation it read, in the
+  same snapshot as the rows it wrote, and the names of the files it wrote (the Parquet files, and the text files
+  asked for).
 
 `outputs_status` reads them for `scrapy status`: `up to date`, `being rebuilt` (a live rebuild process),
 `out of date` (relations recorded since the last complete rebuild: a crawl ran, and its rebuild was killed or
@@ -27,13 +28,20 @@ from hfscraper.fsutil import process_alive
 if TYPE_CHECKING:
     from hfscraper.state import StateStore
 
-#: The folder under the output folder, and the files every complete rebuild writes there.
+#: The folder under the output folder.
 PROVENANCE_FOLDER: Final = "provenance"
+#: The files every complete rebuild writes there (`hfscraper.provenance.columnar`).
+NODES_PARQUET: Final = "provenance_nodes.parquet"
+EDGES_PARQUET: Final = "provenance_edges.parquet"
+EDGES_BY_TARGET_PARQUET: Final = "provenance_edges_by_target.parquet"
+OUTPUT_FILES: Final = (NODES_PARQUET, EDGES_PARQUET, EDGES_BY_TARGET_PARQUET)
+#: The whole-graph text files, written only when asked (HFSCRAPER_PROVENANCE_GRAPH_FILES), by format name.
 GRAPH_JSON: Final = "provenance_graph.json"
 GRAPH_GRAPHML: Final = "provenance_graph.graphml"
-EDGES_PARQUET: Final = "provenance_edges.parquet"
 ENTITY_RELATIONSHIPS: Final = "entity_relationships.json"
-OUTPUT_FILES: Final = (GRAPH_JSON, GRAPH_GRAPHML, EDGES_PARQUET, ENTITY_RELATIONSHIPS)
+GRAPH_FILES: Final = {"json": GRAPH_JSON, "graphml": GRAPH_GRAPHML, "relationships": ENTITY_RELATIONSHIPS}
+#: What a rebuild by an older version wrote (its record names no files).
+_LEGACY_FILES: Final = (GRAPH_JSON, GRAPH_GRAPHML, EDGES_PARQUET, ENTITY_RELATIONSHIPS)
 
 GENERATION_KEY: Final = "provenance_generation"
 REBUILD_KEY: Final = "provenance_rebuild"
@@ -71,10 +79,12 @@ def begin_rebuild(store: StateStore, when: str) -> None:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (REBUILD_KEY, value))
 
 
-def finish_rebuild(store: StateStore, generation: int, when: str, nodes: int, edges: int) -> None:
-    """Record a complete rebuild of *generation* (after its files replaced the folder)."""
+def finish_rebuild(
+    store: StateStore, generation: int, when: str, nodes: int, edges: int, files: tuple[str, ...] = OUTPUT_FILES
+) -> None:
+    """Record a complete rebuild of *generation* that wrote *files* (after they replaced the folder)."""
     with store.transaction() as db:
-        value = json.dumps({"generation": generation, "at": when, "nodes": nodes, "edges": edges})
+        value = json.dumps({"generation": generation, "at": when, "nodes": nodes, "edges": edges, "files": files})
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (BUILT_KEY, value))
         db.execute("DELETE FROM meta WHERE key = ?", (REBUILD_KEY,))
 
@@ -114,7 +124,10 @@ def outputs_status(store: StateStore, output_dir: Path | None) -> dict[str, Any]
     if not wanted and built is None and rebuild is None:
         return None
     folder = provenance_dir(output_dir) if output_dir is not None else None
-    present = folder is not None and all((folder / name).is_file() for name in OUTPUT_FILES)
+    files = built.get("files") if built is not None else None
+    if not isinstance(files, list) or not all(isinstance(name, str) and "/" not in name for name in files):
+        files = list(_LEGACY_FILES)
+    present = folder is not None and all((folder / name).is_file() for name in files)
     if rebuild is not None and rebuild_running(rebuild.get("pid")):
         state = BEING_REBUILT
     elif built is None or not present:

@@ -9,8 +9,11 @@
   `quantized`, `merge`, `base` for base models; `dataset`; `model`) and `sources` (sorted list of `tag`, `card`,
   `api`).
 
-`read_graph(output_dir)` loads `output_dir/provenance/provenance_graph.json`; `graph_from_state(state_file)` builds
-the same graph straight from the crawl state.
+`read_graph(output_dir)` loads the whole graph of the last rebuild: from `provenance_graph.json` when the folder
+holds it (HFSCRAPER_PROVENANCE_GRAPH_FILES asked for it), else from the Parquet files (`hfscraper.provenance.
+columnar`); either way the same nodes, edges and attributes. It holds every node in memory (networkx: roughly a
+kilobyte per node): for one entity's family `hfscraper.provenance.lineage.load_lineage` reads only its
+neighbourhood. `graph_from_state(state_file)` builds the same graph straight from the crawl state.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 
 import networkx as nx
 
-from hfscraper.provenance.outputs import GRAPH_JSON, provenance_dir
+from hfscraper.provenance.columnar import GraphFiles, GraphFilesMissing, edge_attributes, node_attributes
+from hfscraper.provenance.freshness import GRAPH_JSON, provenance_dir
 from hfscraper.provenance.store import crawled_nodes, resolved_edges
 from hfscraper.state import StateStore
 
@@ -30,16 +34,25 @@ class ProvenanceGraphMissing(FileNotFoundError):
 
 
 def read_graph(output_dir: Path) -> nx.DiGraph:
-    """The graph of `output_dir/provenance/provenance_graph.json`; raises ProvenanceGraphMissing when missing."""
-    path = provenance_dir(Path(output_dir)) / GRAPH_JSON
+    """The whole graph of `output_dir/provenance/` (see the module docstring); raises ProvenanceGraphMissing when
+    the folder holds neither the Parquet files nor `provenance_graph.json`."""
+    folder = provenance_dir(Path(output_dir))
+    path = folder / GRAPH_JSON
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise ProvenanceGraphMissing(
-            f"no provenance graph at {path}: crawl into {output_dir} first, or rebuild it from the crawl state "
-            "with `python -m hfscraper.provenance rebuild`"
-        ) from None
+        try:
+            files = GraphFiles(folder)
+        except GraphFilesMissing:
+            raise ProvenanceGraphMissing(
+                f"no provenance graph in {folder}: crawl into {output_dir} first, or rebuild it from the crawl "
+                "state with `python -m hfscraper.provenance rebuild`"
+            ) from None
+        graph = nx.DiGraph()
+        graph.add_nodes_from((row["key"], node_attributes(row)) for row in files.nodes.scan())
+        graph.add_edges_from((e["src"], e["dst"], edge_attributes(e)) for e in files.out_edges.scan())
+        return graph
     graph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
     for key, attrs in graph.nodes(data=True):
         # node-link data keeps the key under "id"; the attribute `id` is the Hub id.

@@ -14,15 +14,18 @@ command (`hfscraper/commands/lineage.py`) does.
 from __future__ import annotations
 
 import difflib
+import heapq
 import html
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import networkx as nx
 
+from hfscraper.provenance.freshness import NODES_PARQUET, PROVENANCE_FOLDER
 from hfscraper.provenance.text import json_text
 
 Direction = Literal["ancestors", "descendants"]
@@ -89,6 +92,102 @@ def load_graph(output_dir: Path) -> nx.DiGraph:
         raise LineageError(f"cannot read the provenance graph {path}: {exc}") from exc
 
 
+def load_lineage(
+    output_dir: Path,
+    entity_id: str,
+    entity_type: str = "model",
+    *,
+    directions: tuple[Direction, ...] = ("ancestors", "descendants"),
+    depth: int | None = None,
+    relations: frozenset[str] | None = None,
+    limit: int | None = DEFAULT_LIMIT,
+) -> tuple[nx.DiGraph, str]:
+    """`(graph, root key)` for `select(graph, root, ...)` with the same arguments: from the Parquet files of
+    *output_dir*, only the neighbourhood the walk reads (`neighbourhood`); from `provenance_graph.json` (the whole
+    graph) when the folder has no Parquet node file (a rebuild by an older version). Raises GraphNotFoundError,
+    LineageError, UnknownEntityError as `load_graph` and `resolve` do."""
+    from hfscraper.provenance.columnar import GraphFiles, GraphFilesMissing
+
+    folder = Path(output_dir) / PROVENANCE_FOLDER
+    if not (folder / NODES_PARQUET).is_file() and graph_path(output_dir).is_file():
+        graph = load_graph(output_dir)
+        return graph, resolve(graph, entity_id, entity_type)
+    try:
+        files = GraphFiles(folder)
+        return neighbourhood(files, entity_id, entity_type, directions=directions, depth=depth, relations=relations,
+                             limit=limit)  # fmt: skip
+    except GraphFilesMissing:
+        raise GraphNotFoundError(
+            f"no provenance graph at {folder / NODES_PARQUET}: crawl first (`scrapy crawlall` or `scrapy crawl "
+            "models`) with the provenance pipeline on, or point HFSCRAPER_OUTPUT_DIR (-s HFSCRAPER_OUTPUT_DIR=...) "
+            "at a crawled output folder"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's errors are ValueErrors or OSErrors
+        raise LineageError(f"cannot read the provenance graph {folder}: {exc}") from exc
+
+
+def neighbourhood(
+    files: Any,
+    entity_id: str,
+    entity_type: str = "model",
+    *,
+    directions: tuple[Direction, ...] = ("ancestors", "descendants"),
+    depth: int | None = None,
+    relations: frozenset[str] | None = None,
+    limit: int | None = DEFAULT_LIMIT,
+) -> tuple[nx.DiGraph, str]:
+    """The part of the graph of *files* (`columnar.GraphFiles`) that `select` and the renderers read for this
+    lineage, and the root's key: the walk of `select` (breadth-first, a level at a time) is run here first, and
+    each entity it lists gets every edge in the walked direction and every neighbour's attributes (they order
+    its children), read from the Parquet files a level at a time; then the edges between the selected entities.
+    `select` on this graph gives what it gives on the whole graph. Raises UnknownEntityError (with close
+    matches, from one scan of the node keys)."""
+    from hfscraper.provenance.columnar import edge_attributes, node_attributes
+
+    root = node_key(entity_type, entity_id)
+    graph = nx.DiGraph()
+    rows = files.node_rows([root])
+    if root not in rows:
+        raise unknown_entity((row["key"] for row in files.nodes.scan(["key"])), entity_id, entity_type)
+    graph.add_node(root, **node_attributes(rows[root]))
+    loaded: dict[Direction, set[str]] = {"ancestors": set(), "descendants": set()}
+
+    def load(nodes: list[str], direction: Direction) -> None:
+        todo = [n for n in nodes if n not in loaded[direction]]
+        loaded[direction].update(todo)
+        if not todo:
+            return
+        table, end = (files.out_edges, "dst") if direction == "ancestors" else (files.in_edges, "src")
+        edges = list(table.rows(todo))
+        for key, row in files.node_rows({e[end] for e in edges if e[end] not in graph}).items():
+            graph.add_node(key, **node_attributes(row))
+        for e in edges:
+            graph.add_edge(e["src"], e["dst"], **edge_attributes(e))
+
+    selected = {root}
+    for direction in directions:
+        level = {root: 0}
+        frontier = [root]
+        while frontier:
+            load(frontier, direction)
+            following: list[str] = []
+            for node in frontier:
+                near = neighbours(graph, node, direction, relations)
+                if not near or (depth is not None and level[node] >= depth):
+                    continue
+                for other, _attrs in near[:limit] if limit is not None else near:
+                    selected.add(other)
+                    if other not in level:
+                        level[other] = level[node] + 1
+                        following.append(other)
+            frontier = following
+    # The edges between selected entities that no walk read (say from a descendant to an ancestor).
+    for e in files.out_edges.rows(sorted(selected - loaded["ancestors"])):
+        if e["dst"] in selected:
+            graph.add_edge(e["src"], e["dst"], **edge_attributes(e))
+    return graph, root
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Finding the entity
 
@@ -108,27 +207,62 @@ def resolve(graph: nx.DiGraph, entity_id: str, entity_type: str = "model") -> st
     key = node_key(entity_type, entity_id)
     if key in graph:
         return key
+    raise unknown_entity((str(node) for node in graph.nodes), entity_id, entity_type)
+
+
+#: Matches at least this similar are suggested (`difflib.get_close_matches`' default cutoff).
+_CUTOFF = 0.6
+
+
+def _close(wanted: str, keys_by_text: dict[str, tuple[float, list[str]]], n: int = 5) -> list[str]:
+    """The keys of the *n* closest texts, as `difflib.get_close_matches(wanted, texts, n)` ranks them."""
+    best = heapq.nlargest(n, ((score, text) for text, (score, _) in keys_by_text.items()))
+    return [key for _, text in best for key in keys_by_text[text][1]]
+
+
+def unknown_entity(keys: Iterable[str], entity_id: str, entity_type: str) -> UnknownEntityError:
+    """The error for an id of *entity_type* that no node key of *keys* (streamed once, in key order) names, with
+    up to five close matches; memory for the matches only, not for every key."""
+    key = node_key(entity_type, entity_id)
     wanted = entity_id.casefold()
     wanted_name = wanted.rsplit("/", 1)[-1]
     exact: list[str] = []
     by_name: list[str] = []
-    lowered: dict[str, list[str]] = {}
-    names: dict[str, list[str]] = {}
-    for other in graph.nodes:
-        other_type, other_id = _split_key(str(other))
+    # Only texts at least _CUTOFF similar are kept (with their keys): what `difflib.get_close_matches` ranks.
+    similar_ids: dict[str, tuple[float, list[str]]] = {}
+    similar_names: dict[str, tuple[float, list[str]]] = {}
+    by_id, by_last = difflib.SequenceMatcher(), difflib.SequenceMatcher()
+    by_id.set_seq2(wanted)
+    by_last.set_seq2(wanted)
+
+    def score(matcher: difflib.SequenceMatcher[str], text: str) -> float | None:
+        matcher.set_seq1(text)
+        if matcher.real_quick_ratio() >= _CUTOFF and matcher.quick_ratio() >= _CUTOFF:
+            ratio = matcher.ratio()
+            return ratio if ratio >= _CUTOFF else None
+        return None
+
+    def remember(found: dict[str, tuple[float, list[str]]], matcher: difflib.SequenceMatcher[str], text: str,
+                 other: str) -> None:  # fmt: skip
+        if text in found:
+            found[text][1].append(other)
+            return
+        ratio = score(matcher, text)
+        if ratio is not None:
+            found[text] = (ratio, [other])
+
+    for other in keys:
+        _other_type, other_id = _split_key(other)
         low = other_id.casefold()
+        name = low.rsplit("/", 1)[-1]
         if low == wanted:
-            exact.append(str(other))
-        elif low.rsplit("/", 1)[-1] == wanted_name:
-            by_name.append(str(other))
-        lowered.setdefault(low, []).append(str(other))
-        names.setdefault(low.rsplit("/", 1)[-1], []).append(str(other))
-    similar: list[str] = []
-    for close in difflib.get_close_matches(wanted, list(lowered), n=5, cutoff=0.6):
-        similar.extend(lowered[close])
-    if "/" not in wanted:
-        for close in difflib.get_close_matches(wanted, list(names), n=5, cutoff=0.6):
-            similar.extend(names[close])
+            exact.append(other)
+        elif name == wanted_name:
+            by_name.append(other)
+        remember(similar_ids, by_id, low, other)
+        if "/" not in wanted:
+            remember(similar_names, by_last, name, other)
+    similar = _close(wanted, similar_ids) + (_close(wanted, similar_names) if "/" not in wanted else [])
 
     def rank(candidates: list[str]) -> list[str]:  # the asked-for type first, then stable by key
         return sorted(candidates, key=lambda k: (_split_key(k)[0] != entity_type, k))
@@ -142,7 +276,7 @@ def resolve(graph: nx.DiGraph, entity_id: str, entity_type: str = "model") -> st
     if suggestions:
         shown = ", ".join(_suggestion(s, entity_type) for s in suggestions)
         message += f"; did you mean {shown}?"
-    raise UnknownEntityError(message, suggestions)
+    return UnknownEntityError(message, suggestions)
 
 
 def _suggestion(key: str, asked_type: str) -> str:

@@ -28,7 +28,6 @@ import ctypes
 import errno
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -37,68 +36,47 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
-from xml.sax.saxutils import escape, quoteattr
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, fsync_directory, process_alive, same_content
 from hfscraper.hub import entity_folder_name
+from hfscraper.provenance.columnar import (
+    EDGE_SCHEMA,
+    FORMAT,
+    NODE_SCHEMA,
+    PLAIN_COLUMNS,
+    ROW_GROUP,
+    GraphFiles,
+)
 from hfscraper.provenance.documents import ENTITY_FOLDERS, document_bytes, has_document
 from hfscraper.provenance.extract import NODE_ATTRIBUTES
 from hfscraper.provenance.freshness import (
+    EDGES_BY_TARGET_PARQUET,
     EDGES_PARQUET,
-    ENTITY_RELATIONSHIPS,
-    GRAPH_GRAPHML,
+    GRAPH_FILES,
     GRAPH_JSON,
+    NODES_PARQUET,
+    OUTPUT_FILES,
     PROVENANCE_FOLDER,
     begin_rebuild,
     finish_rebuild,
     provenance_dir,
     read_generation,
 )
-from hfscraper.provenance.store import crawled_nodes, resolved_edges
-from hfscraper.provenance.text import json_text, xml_safe
+from hfscraper.provenance.graphfiles import WRITERS, entity_documents
+from hfscraper.provenance.store import NODE_COLUMNS, resolved_edges
 from hfscraper.state import StateError, StateStore, utc_now
 
 logger = logging.getLogger(__name__)
 
-#: Format tag of the JSON documents.
-FORMAT: Final = "hfscraper-provenance/1"
-#: Rows per insert batch and per Parquet row group (memory per batch stays a few MB whatever the graph's size).
+#: Rows per insert batch (memory per batch stays a few MB whatever the graph's size).
 BATCH: Final = 5_000
-PARQUET_ROW_GROUP: Final = 8_192
-#: Rows converted from SQLite to Arrow at a time (divides PARQUET_ROW_GROUP).
+#: Rows converted from SQLite to Arrow at a time (divides `columnar.ROW_GROUP`).
 _CONVERT_ROWS: Final = 1_024
 #: SQLite page cache per database (main and temporary), KiB: enough for the ordered scans, which read sequentially.
 CACHE_KIB: Final = 2048
-
-#: The Parquet edge list (declared; `sources` is sorted).
-EDGE_SCHEMA: Final = pa.schema(
-    [
-        pa.field("src", pa.string(), nullable=False),
-        pa.field("src_type", pa.string(), nullable=False),
-        pa.field("src_id", pa.string(), nullable=False),
-        pa.field("dst", pa.string(), nullable=False),
-        pa.field("dst_type", pa.string(), nullable=False),
-        pa.field("dst_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("relation", pa.string(), nullable=False),
-        pa.field("sources", pa.list_(pa.string()), nullable=False),
-        pa.field("src_scraped", pa.bool_(), nullable=False),
-        pa.field("dst_scraped", pa.bool_(), nullable=False),
-    ],
-    metadata={"format": FORMAT},
-)
-
-#: `xml.sax.saxutils.escape` leaves CR alone, and parsers read a raw CR in text as a newline.
-_XML_TEXT_ENTITIES: Final = {"\r": "&#13;"}
-_NODE_KEYS: Final = (
-    ("type", "string"), ("id", "string"), ("scraped", "boolean"), ("deleted", "boolean"), ("author", "string"),
-    ("pipeline_tag", "string"), ("library_name", "string"), ("downloads", "long"), ("likes", "long"),
-    ("created_at", "string"), ("last_modified", "string"),
-)  # fmt: skip
-_EDGE_KEYS: Final = (("kind", "string"), ("relation", "string"), ("sources", "string"))
 
 
 @dataclass
@@ -122,7 +100,6 @@ class Summary:
 def _prepare(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS temp.g_edges")
     db.execute("DROP TABLE IF EXISTS temp.g_nodes")
-    db.execute("DROP TABLE IF EXISTS temp.g_files")
     db.execute(
         "CREATE TEMP TABLE g_edges (src TEXT NOT NULL, src_type TEXT NOT NULL, src_id TEXT NOT NULL, "
         "dst TEXT NOT NULL, dst_type TEXT NOT NULL, dst_id TEXT NOT NULL, kind TEXT NOT NULL, "
@@ -146,33 +123,17 @@ def _prepare(db: sqlite3.Connection) -> None:
         f"CREATE TEMP TABLE g_nodes (key TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, "
         f"scraped INTEGER NOT NULL, deleted INTEGER NOT NULL, {cols}) WITHOUT ROWID"
     )
-    db.executemany(
-        f"INSERT INTO g_nodes VALUES (?, ?, ?, 1, ?, {', '.join('?' * len(NODE_ATTRIBUTES))})",
-        (
-            (f"{n.type}:{n.id}", n.type, n.id, int(n.deleted), *(n.attributes[c] for c in NODE_ATTRIBUTES))
-            for n in crawled_nodes(db)
-        ),
+    # Crawled nodes straight from the state in SQL (no Python per row), in key order: `type:id` sorts as (type, id).
+    db.execute(
+        f"INSERT INTO g_nodes SELECT n.repo_type || ':' || n.id, n.repo_type, n.id, 1, e.deleted_at IS NOT NULL, "
+        f"{', '.join(f'n.{c}' for c in NODE_COLUMNS)} FROM provenance_nodes n "
+        "LEFT JOIN entities e ON e.repo_type = n.repo_type AND e.id = n.id ORDER BY n.repo_type, n.id"
     )
     for end in ("src", "dst"):
         db.execute(
             f"INSERT OR IGNORE INTO g_nodes (key, type, id, scraped, deleted) "
             f"SELECT DISTINCT {end}, {end}_type, {end}_id, 0, 0 FROM g_edges"
         )
-
-
-def _node_rows(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    cols = ", ".join(NODE_ATTRIBUTES)
-    for row in db.execute(f"SELECT key, type, id, scraped, deleted, {cols} FROM g_nodes ORDER BY key"):
-        node = {"key": row[0], "type": row[1], "id": row[2], "scraped": bool(row[3]), "deleted": bool(row[4])}
-        node.update(zip(NODE_ATTRIBUTES, row[5:], strict=True))
-        yield node
-
-
-def _edge_rows(db: sqlite3.Connection) -> Iterator[tuple[str, str, str, str, list[str]]]:
-    for src, dst, kind, relation, sources in db.execute(
-        "SELECT src, dst, kind, relation, sources FROM g_edges ORDER BY src, dst, kind"
-    ):
-        yield src, dst, kind, relation, sources.split(",")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,88 +255,30 @@ def _staged(path: Path, previous: Path | None, *, fsync: bool = False) -> Iterat
     f.finish()
 
 
-def _dumps(value: Any) -> str:
-    return json_text(value, separators=(",", ":"))
-
-
 # ---------------------------------------------------------------------------------------------------------
-# The files
+# The Parquet files
 # ---------------------------------------------------------------------------------------------------------
 
+_NODES_QUERY: Final = f"SELECT key, type, id, scraped, deleted, {', '.join(NODE_ATTRIBUTES)} FROM g_nodes ORDER BY key"
+_EDGES_QUERY: Final = (
+    "SELECT e.src, e.src_type, e.src_id, e.dst, e.dst_type, e.dst_id, e.kind, e.relation, e.sources, "
+    "s.scraped, d.scraped FROM g_edges e JOIN g_nodes s ON s.key = e.src JOIN g_nodes d ON d.key = e.dst "
+)
+_EDGES_BY_SOURCE: Final = _EDGES_QUERY + "ORDER BY e.src, e.dst, e.kind"
+_EDGES_BY_TARGET: Final = _EDGES_QUERY + "ORDER BY e.dst, e.src, e.kind"
 
-def write_node_link(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
-    """`provenance_graph.json`: exactly what `networkx.node_link_data(G, edges="edges")` gives for the graph
-    (node-link's `id` is the node key; the node attribute `id` is restored by `read_graph`)."""
+
+def _write_table(
+    db: sqlite3.Connection, query: str, schema: pa.Schema, path: Path, *, previous: Path | None, fsync: bool
+) -> None:
+    """The rows of *query* (in *schema*'s column order) as a Parquet file, row groups of `ROW_GROUP` rows."""
+    lists = [schema.get_field_index(f.name) for f in schema if pa.types.is_list(f.type)]  # stored "a,b"
+    flags = [schema.get_field_index(f.name) for f in schema if pa.types.is_boolean(f.type)]  # stored 0/1
+    plain = [name for name in PLAIN_COLUMNS if name in schema.names]
     with _staged(path, previous, fsync=fsync) as f:
-        f.write('{"directed": true, "multigraph": false, "graph": ')
-        f.write(_dumps({"format": FORMAT}))
-        f.write(', "nodes": [')
-        for n, node in enumerate(_node_rows(db)):
-            key = node.pop("key")
-            node["id"] = key
-            f.write(("," if n else "") + "\n" + _dumps(node))
-        f.write('\n], "edges": [')
-        for n, (src, dst, kind, relation, sources) in enumerate(_edge_rows(db)):
-            edge = {"kind": kind, "relation": relation, "sources": sources, "source": src, "target": dst}
-            f.write(("," if n else "") + "\n" + _dumps(edge))
-        f.write("\n]}\n")
-
-
-#: What `_xml` changes: XML's specials, CR, and what `xml_safe` escapes. Most values hold none of them.
-_XML_SPECIAL: Final = re.compile("[&<>\r\\\\\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _xml(value: Any) -> str:
-    text = str(value)
-    if _XML_SPECIAL.search(text) is None:
-        return text
-    return escape(xml_safe(text), _XML_TEXT_ENTITIES)
-
-
-def write_graphml(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
-    """`provenance_graph.graphml` (GraphML 1.0, typed keys; `sources` as `api,tag`; None values left out)."""
-    with _staged(path, previous, fsync=fsync) as f:
-        f.write(
-            "<?xml version='1.0' encoding='utf-8'?>\n"
-            '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-            'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
-            'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">\n'
+        writer = pq.ParquetWriter(
+            f, schema, compression="zstd", use_dictionary=[n for n in schema.names if n not in plain]
         )
-        for n, (name, kind) in enumerate(_NODE_KEYS):
-            f.write(f'<key id="n{n}" for="node" attr.name="{name}" attr.type="{kind}"/>\n')
-        for n, (name, kind) in enumerate(_EDGE_KEYS):
-            f.write(f'<key id="e{n}" for="edge" attr.name="{name}" attr.type="{kind}"/>\n')
-        f.write('<graph edgedefault="directed">\n')
-        for node in _node_rows(db):
-            parts = [f"<node id={quoteattr(xml_safe(node['key']))}>"]
-            for n, (name, kind) in enumerate(_NODE_KEYS):
-                value = node.get(name)
-                if value is None:
-                    continue
-                text = ("true" if value else "false") if kind == "boolean" else _xml(value)
-                parts.append(f'<data key="n{n}">{text}</data>')
-            f.write("".join(parts) + "</node>\n")
-        for src, dst, kind, relation, sources in _edge_rows(db):
-            f.write(
-                f"<edge source={quoteattr(xml_safe(src))} target={quoteattr(xml_safe(dst))}>"
-                f'<data key="e0">{_xml(kind)}</data><data key="e1">{_xml(relation)}</data>'
-                f'<data key="e2">{_xml(",".join(sources))}</data></edge>\n'
-            )
-        f.write("</graph>\n</graphml>\n")
-
-
-def write_parquet(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
-    """`provenance_edges.parquet`, schema `EDGE_SCHEMA`, row groups of `PARQUET_ROW_GROUP` edges."""
-    query = (
-        "SELECT e.src, e.src_type, e.src_id, e.dst, e.dst_type, e.dst_id, e.kind, e.relation, e.sources, "
-        "s.scraped, d.scraped FROM g_edges e JOIN g_nodes s ON s.key = e.src JOIN g_nodes d ON d.key = e.dst "
-        "ORDER BY e.src, e.dst, e.kind"
-    )
-    sources = EDGE_SCHEMA.get_field_index("sources")
-    flags = [EDGE_SCHEMA.get_field_index(name) for name in ("src_scraped", "dst_scraped")]
-    with _staged(path, previous, fsync=fsync) as f:
-        writer = pq.ParquetWriter(f, EDGE_SCHEMA, compression="zstd")
         try:
             cursor = db.execute(query)
             # Rows become Arrow arrays a small slice at a time (Python tuples of a whole row group would be ten
@@ -384,151 +287,100 @@ def write_parquet(db: sqlite3.Connection, path: Path, *, previous: Path | None =
             held = 0
             while rows := cursor.fetchmany(_CONVERT_ROWS):
                 columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-                columns[sources] = [value.split(",") for value in columns[sources]]
+                for index in lists:
+                    columns[index] = [value.split(",") for value in columns[index]]
                 for index in flags:  # SQLite has no booleans
                     columns[index] = [bool(value) for value in columns[index]]
-                pending.append(pa.RecordBatch.from_arrays(columns, schema=EDGE_SCHEMA))
+                pending.append(pa.RecordBatch.from_arrays(columns, schema=schema))
                 held += len(rows)
-                if held >= PARQUET_ROW_GROUP:
-                    writer.write_table(pa.Table.from_batches(pending), row_group_size=PARQUET_ROW_GROUP)
+                if held >= ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
                     pending, held = [], 0
             if pending:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=PARQUET_ROW_GROUP)
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
         finally:
             writer.close()
 
 
-_OUT: Final = "SELECT src, dst_type, dst_id, kind, relation, sources FROM g_edges ORDER BY src, dst, kind"
-_IN: Final = "SELECT dst, src_type, src_id, kind, relation, sources FROM g_edges ORDER BY dst, src, kind"
+def write_nodes(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
+    """`provenance_nodes.parquet`: every node sorted by key, schema `NODE_SCHEMA`."""
+    _write_table(db, _NODES_QUERY, NODE_SCHEMA, path, previous=previous, fsync=fsync)
 
 
-def _link_rows(db: sqlite3.Connection, query: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for node, t, i, kind, relation, sources in db.execute(query):
-        yield node, {"type": t, "id": i, "kind": kind, "relation": relation, "sources": sources.split(",")}
+def write_parquet(db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False) -> None:
+    """`provenance_edges.parquet`: every edge sorted by (source, target, kind), schema `EDGE_SCHEMA`."""
+    _write_table(db, _EDGES_BY_SOURCE, EDGE_SCHEMA, path, previous=previous, fsync=fsync)
 
 
-class _Links:
-    """The links of each node of an ordered node scan, from an ordered edge scan (by the same key) advanced
-    alongside it: one scan of an index for all nodes instead of one query per node."""
-
-    def __init__(self, db: sqlite3.Connection, query: str) -> None:
-        self._rows = _link_rows(db, query)
-        self._next = next(self._rows, None)
-
-    def of(self, key: str) -> Iterator[dict[str, Any]]:
-        """The links of *key*, streamed (a base with a million dependents is never a list); consume them before
-        asking for the next key."""
-        while self._next is not None and self._next[0] < key:  # an edge end that is no node: never, by build
-            self._next = next(self._rows, None)
-        while self._next is not None and self._next[0] == key:
-            yield self._next[1]
-            self._next = next(self._rows, None)
+def write_edges_by_target(
+    db: sqlite3.Connection, path: Path, *, previous: Path | None = None, fsync: bool = False
+) -> None:
+    """`provenance_edges_by_target.parquet`: the same edges sorted by (target, source, kind)."""
+    _write_table(db, _EDGES_BY_TARGET, EDGE_SCHEMA, path, previous=previous, fsync=fsync)
 
 
-def entity_documents(db: sqlite3.Connection) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """`(node, document)` of every node in key order: the node's attributes, `depends_on` (out-edges) and
-    `dependents` (in-edges). Three ordered scans merged (nodes, edges by source, edges by target)."""
-    out, into = _Links(db, _OUT), _Links(db, _IN)
-    for node in _node_rows(db):
-        key = node["key"]
-        doc = {k: v for k, v in node.items() if k != "key"}
-        doc["depends_on"] = list(out.of(key))
-        doc["dependents"] = list(into.of(key))
-        yield node, doc
+# ---------------------------------------------------------------------------------------------------------
+# The text files and the per-entity files, from the staged Parquet files
+# ---------------------------------------------------------------------------------------------------------
 
 
-#: Links written to a document's line at a time.
-_LINK_CHUNK: Final = 512
+def write_graph_file(
+    files: GraphFiles, graph_format: str, path: Path, *, previous: Path | None = None, fsync: bool = False
+) -> None:
+    """One whole-graph text file (`graph_format` a key of `GRAPH_FILES`) from the Parquet files *files*."""
+    with _staged(path, previous, fsync=fsync) as f:
+        WRITERS[graph_format](files, f)
 
 
-def _write_streamed_documents(db: sqlite3.Connection, f: _StagedFile) -> None:
-    """Each node's line of `entity_relationships.json` (the same bytes as `_dumps` of its document), written
-    link by link: memory stays bounded whatever an entity's number of dependents."""
-    out, into = _Links(db, _OUT), _Links(db, _IN)
-    for n, node in enumerate(_node_rows(db)):
-        key = node.pop("key")
-        f.write(("," if n else "") + "\n" + _dumps(key) + ":" + _dumps(node)[:-1] + ',"depends_on":[')
-        _write_links(f, out.of(key))
-        f.write('],"dependents":[')
-        _write_links(f, into.of(key))
-        f.write("]}")
-
-
-def _write_links(f: _StagedFile, links: Iterator[dict[str, Any]]) -> None:
-    chunk: list[str] = []
-    first = True
-    for link in links:
-        chunk.append(_dumps(link))
-        if len(chunk) >= _LINK_CHUNK:
-            f.write(("" if first else ",") + ",".join(chunk))
-            chunk, first = [], False
-    if chunk:
-        f.write(("" if first else ",") + ",".join(chunk))
-
-
-def write_entities(
-    db: sqlite3.Connection,
-    folder: Path,
-    *,
-    previous: Path | None = None,
-    fsync: bool = False,
-    entity_files: bool = False,
+def write_entity_files(
+    files: GraphFiles, folder: Path, *, previous: Path | None = None, fsync: bool = False
 ) -> tuple[int, int]:
-    """`entity_relationships.json` into *folder* (the staging folder), and with *entity_files* the per-entity
-    files too, each unchanged one linked from *previous* (the current folder); `(entity files new or changed,
-    previous entity files left out)`. Without *entity_files*, each document is answered on demand from
-    `entity_relationships.json` (`hfscraper.provenance.documents`)."""
-    counts = dict(db.execute("SELECT 'nodes', count(*) FROM g_nodes UNION ALL SELECT 'edges', count(*) FROM g_edges"))
-    counts["stubs"] = db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0]
+    """The per-entity documents `<type>_relationships/<folder name>.json` into *folder* (the staging folder), each
+    unchanged one linked from *previous* (the current folder); `(files new or changed, previous files left
+    out)`."""
     # The names written, kept in SQLite (not in memory) to count the previous files left out afterwards.
-    db.execute("DROP TABLE IF EXISTS temp.g_files")
-    db.execute(
-        "CREATE TEMP TABLE g_files (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
+    names = sqlite3.connect("")  # a temporary database on disk: bounded memory
+    names.execute(
+        "CREATE TABLE written (type TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (type, name)) WITHOUT ROWID"
     )
     written = 0
     # Plain strings for the per-entity paths (pathlib interns every name it parses); the folders are made once.
     sub_dirs = {t: str(folder / sub) for t, sub in ENTITY_FOLDERS.items()}
     old_dirs = {t: str(previous / sub) if previous is not None else None for t, sub in ENTITY_FOLDERS.items()}
-    if entity_files:
-        for sub_dir in sub_dirs.values():
-            ensure_directory(Path(sub_dir))
-    old_entities = previous / ENTITY_RELATIONSHIPS if previous is not None else None
-    with _staged(folder / ENTITY_RELATIONSHIPS, old_entities, fsync=fsync) as f:
-        head = {"format": FORMAT, "counts": counts}
-        f.write(_dumps(head)[:-1] + ',"entities":{')
-        # One line per node, sorted by key: `documents` finds a node by a binary search over the lines.
-        if not entity_files:
-            _write_streamed_documents(db, f)
-        for n, (node, doc) in enumerate(entity_documents(db) if entity_files else ()):
-            f.write(("," if n else "") + "\n" + _dumps(node["key"]) + ":" + _dumps(doc))
+    for sub_dir in sub_dirs.values():
+        ensure_directory(Path(sub_dir))
+    try:
+        for _key, doc in entity_documents(files):
             if not has_document(doc):
                 continue
-            name = entity_folder_name(node["id"]) + ".json"
-            db.execute("INSERT OR IGNORE INTO g_files VALUES (?, ?)", (node["type"], name))
+            name = entity_folder_name(doc["id"]) + ".json"
+            names.execute("INSERT OR IGNORE INTO written VALUES (?, ?)", (doc["type"], name))
             data = document_bytes(doc)
-            path = os.path.join(sub_dirs[node["type"]], name)
-            old_dir = old_dirs[node["type"]]
+            path = os.path.join(sub_dirs[doc["type"]], name)
+            old_dir = old_dirs[doc["type"]]
             old = os.path.join(old_dir, name) if old_dir is not None else None
             if old is not None and same_content(old, data):
                 _link_or_copy(old, path, data)
             else:
                 _write_new(path, data, fsync=fsync)
                 written += 1
-        f.write("\n}}\n")
-    removed = 0
-    for t, old_dir in old_dirs.items():
-        if old_dir is None:
-            continue
-        try:
-            entries = os.scandir(old_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with entries:
-            for entry in entries:
-                if not entry.name.endswith(".json") or entry.name.startswith(TEMP_PREFIX):
-                    continue
-                if db.execute("SELECT 1 FROM g_files WHERE type = ? AND name = ?", (t, entry.name)).fetchone() is None:
-                    removed += 1
+        removed = 0
+        for t, old_dir in old_dirs.items():
+            if old_dir is None:
+                continue
+            try:
+                entries = os.scandir(old_dir)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    if not entry.name.endswith(".json") or entry.name.startswith(TEMP_PREFIX):
+                        continue
+                    known = "SELECT 1 FROM written WHERE type = ? AND name = ?"
+                    if names.execute(known, (t, entry.name)).fetchone() is None:
+                        removed += 1
+    finally:
+        names.close()
     return written, removed
 
 
@@ -613,17 +465,29 @@ def swap_in(staging: Path, current: Path, *, fsync: bool = False) -> None:
         fsync_directory(current.parent)
 
 
-def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False, entity_files: bool = False) -> Summary:
+def rebuild(
+    state_file: Path,
+    output_dir: Path,
+    *,
+    fsync: bool = False,
+    entity_files: bool = False,
+    graph_files: tuple[str, ...] = (),
+) -> Summary:
     """Rebuild every provenance file of *output_dir* from its crawl state *state_file* (blocking).
 
     All or nothing: the files are written to a staging folder (linked from the current folder where unchanged),
     which replaces `provenance/` in one swap once complete; only then does the state record the rebuild as done
     (`hfscraper.provenance.freshness`). A kill at any moment leaves the previous complete folder (or none) and
-    the state saying so. Raises StateError when there is no state file. Safe to run while nothing else rebuilds
-    the same folder; a crawl may be writing the state meanwhile (SQLite WAL: the rebuild reads one snapshot).
-    With *entity_files*, the per-entity documents are written as files too (one inode each); without, they are
-    answered on demand from `entity_relationships.json` (`hfscraper.provenance.documents`).
+    the state saying so. Raises StateError when there is no state file, ValueError for an unknown graph file
+    format. Safe to run while nothing else rebuilds the same folder; a crawl may be writing the state meanwhile
+    (SQLite WAL: the rebuild reads one snapshot). The Parquet files are always written; *graph_files* names the
+    whole-graph text files wanted too (`json`, `graphml`, `relationships`: `GRAPH_FILES`), written from the
+    staged Parquet files; with *entity_files*, the per-entity documents are written as files too (one inode
+    each); without, they are answered on demand (`hfscraper.provenance.documents`).
     """
+    unknown = sorted(set(graph_files) - set(GRAPH_FILES))
+    if unknown:
+        raise ValueError(f"unknown graph file format {', '.join(unknown)} (known: {', '.join(GRAPH_FILES)})")
     started = time.monotonic()
     store = StateStore(state_file, create=False)
     db = store.db
@@ -646,22 +510,36 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False, entity_f
         try:
             generation = read_generation(db)
             _prepare(db)
-            write_node_link(db, staging / GRAPH_JSON, previous=_in(previous, GRAPH_JSON), fsync=fsync)
-            write_graphml(db, staging / GRAPH_GRAPHML, previous=_in(previous, GRAPH_GRAPHML), fsync=fsync)
+            write_nodes(db, staging / NODES_PARQUET, previous=_in(previous, NODES_PARQUET), fsync=fsync)
             write_parquet(db, staging / EDGES_PARQUET, previous=_in(previous, EDGES_PARQUET), fsync=fsync)
-            written, removed = write_entities(db, staging, previous=previous, fsync=fsync, entity_files=entity_files)
+            write_edges_by_target(
+                db, staging / EDGES_BY_TARGET_PARQUET, previous=_in(previous, EDGES_BY_TARGET_PARQUET), fsync=fsync
+            )
             summary = Summary(
                 nodes=db.execute("SELECT count(*) FROM g_nodes").fetchone()[0],
                 stubs=db.execute("SELECT count(*) FROM g_nodes WHERE scraped = 0").fetchone()[0],
                 edges=db.execute("SELECT count(*) FROM g_edges").fetchone()[0],
-                entity_files_written=written,
-                entity_files_removed=removed,
                 by_kind=dict(db.execute("SELECT kind, count(*) FROM g_edges GROUP BY kind")),
             )
         finally:
             db.execute("ROLLBACK")  # only temporary tables were written
+        db.execute("DROP TABLE IF EXISTS temp.g_edges")
+        db.execute("DROP TABLE IF EXISTS temp.g_nodes")
+        written = [*OUTPUT_FILES]
+        if graph_files or entity_files:
+            files = GraphFiles(staging)
+            for graph_format in sorted(set(graph_files)):
+                name = GRAPH_FILES[graph_format]
+                write_graph_file(files, graph_format, staging / name, previous=_in(previous, name), fsync=fsync)
+                written.append(name)
+            if entity_files:
+                summary.entity_files_written, summary.entity_files_removed = write_entity_files(
+                    files, staging, previous=previous, fsync=fsync
+                )
+        if not entity_files and previous is not None:
+            summary.entity_files_removed = _count_entity_files(previous)  # switched off: the files go
         swap_in(staging, current, fsync=fsync)
-        finish_rebuild(store, generation, utc_now(), summary.nodes, summary.edges)
+        finish_rebuild(store, generation, utc_now(), summary.nodes, summary.edges, tuple(written))
     except BaseException:
         _remove(staging)
         raise
@@ -671,8 +549,27 @@ def rebuild(state_file: Path, output_dir: Path, *, fsync: bool = False, entity_f
     return summary
 
 
+def _count_entity_files(folder: Path) -> int:
+    count = 0
+    for sub in ENTITY_FOLDERS.values():
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder / sub) as entries:
+            count += sum(1 for e in entries if e.name.endswith(".json") and not e.name.startswith(TEMP_PREFIX))
+    return count
+
+
 def _in(folder: Path | None, name: str) -> Path | None:
     return folder / name if folder is not None else None
 
 
-__all__ = ["EDGE_SCHEMA", "ENTITY_FOLDERS", "StateError", "Summary", "entity_documents", "provenance_dir", "rebuild"]
+__all__ = [
+    "EDGE_SCHEMA",
+    "ENTITY_FOLDERS",
+    "FORMAT",
+    "GRAPH_JSON",
+    "NODE_SCHEMA",
+    "StateError",
+    "Summary",
+    "entity_documents",
+    "provenance_dir",
+    "rebuild",
+]

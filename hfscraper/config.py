@@ -72,7 +72,7 @@ ipfs.profile                HFSCRAPER_IPFS_PROFILE - the import parameters that 
 ipfs.backend                HFSCRAPER_IPFS_BACKEND - where roots are pinned: ``embedded`` or ``kubo``
 ipfs.api                    HFSCRAPER_IPFS_API - the kubo RPC base URL of the ``kubo`` backend
 ipfs.car_dir                HFSCRAPER_IPFS_CAR_DIR - where the CARs go (default ``<output_dir>/car``)
-ipfs.car_layout             HFSCRAPER_IPFS_CAR_LAYOUT - ``pack`` (many entities per CAR) or ``entity`` (one each)
+ipfs.car_layout             HFSCRAPER_IPFS_CAR_LAYOUT - ``filestore`` (CARs built on demand), ``pack`` or ``entity``
 ipfs.unpin_deleted          HFSCRAPER_IPFS_UNPIN_DELETED - unpin entities a full sweep marked deleted
 ipfs.verify_add             HFSCRAPER_IPFS_VERIFY_ADD - also ``add`` each file on the node and compare CIDs
 ipfs.timeout                HFSCRAPER_IPFS_TIMEOUT - the longest one call to the node may take, in seconds
@@ -719,12 +719,16 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "folder.",
     ),
     Setting(
-        "ipfs.car_layout", "HFSCRAPER_IPFS_CAR_LAYOUT", ENUM, "pack",
-        "`pack`: the entities addressed together share one CARv1 with one root each, "
-        "`<car_dir>/packs/<type>/<time>-<pid>-<n>.car` (no inode per entity; `scrapy car TYPE ID` writes one "
-        "entity's own CAR); packs no entity points into any more are deleted, sparse ones compacted. `entity`: "
-        "one single-root CAR per entity folder, `<car_dir>/<type>/<folder>.car`.",
-        choices=("pack", "entity"),
+        "ipfs.car_layout", "HFSCRAPER_IPFS_CAR_LAYOUT", ENUM, "filestore",
+        "`filestore`: no CAR is written (no byte, no inode): a CAR is determined by the entity folder and the "
+        "profile, so `scrapy car TYPE ID` builds it from the folder on demand, byte for byte the `entity` "
+        "layout's, and refuses when the folder no longer hashes to the recorded root (a re-crawl restores it); "
+        "with the `kubo` backend, which imports the blocks from CARs, it means `pack`. `pack`: the entities "
+        "addressed together share one CARv1 with one root each, `<car_dir>/packs/<type>/<time>-<pid>-<n>.car` "
+        "(no inode per entity); packs no entity points into any more are deleted, sparse ones compacted. "
+        "`entity`: one single-root CAR per entity folder, `<car_dir>/<type>/<folder>.car`. An entity moves to "
+        "another layout when it is next addressed; until then its recorded CAR (or folder) serves it.",
+        choices=("filestore", "pack", "entity"),
     ),
     Setting(
         "ipfs.unpin_deleted", "HFSCRAPER_IPFS_UNPIN_DELETED", BOOL, False,

@@ -2,12 +2,13 @@
 
 Every file under the folder (path relative to it, size, modification time in nanoseconds) and the entity's CAR,
 hashed together. The CAR is the one the state's `pins` row names (given the state): for a pack, what identifies
-the entity's CAR in it (pack, root, byte range) and the pack file's size and time; without a pin row (or without
-the state), the entity layout's `<car dir>/<type>/<folder>.car`. A later run that would skip the entity as
-unchanged recomputes it first, at the cost of one `stat` per file: a file changed (even a byte in place: its mtime
-moves), truncated, deleted or added, a deleted CAR or pack, a folder gone, and the entity is processed again
-instead of being taken for complete. What it cannot see (a change that keeps size and mtime) is `scrapy verify`'s
-job, which rehashes every byte.
+the entity's CAR in it (pack, root, byte range) and the pack file's size and time; a pin with no CAR file (the
+`filestore` layout: the CAR is built from the folder on demand) adds nothing, the seal covers the folder only;
+without a pin row (or without the state), the entity layout's `<car dir>/<type>/<folder>.car`. A later run that
+would skip the entity as unchanged recomputes it first, at the cost of one `stat` per file: a file changed (even a
+byte in place: its mtime moves), truncated, deleted or added, a deleted CAR or pack, a folder gone, and the entity
+is processed again instead of being taken for complete. What it cannot see (a change that keeps size and mtime)
+is `scrapy verify`'s job, which rehashes every byte.
 
 Left out: leftovers of interrupted atomic writes (`TEMP_PREFIX...`, swept by the crawl) and `tombstone.json`
 (written and removed by the crawl state itself).
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from hfscraper.constants import OUTPUT_FOLDERS
 from hfscraper.fsutil import TEMP_PREFIX
-from hfscraper.ipfs.pins import car_pin
+from hfscraper.ipfs.pins import entity_pin
 from hfscraper.state import TOMBSTONE_FILE, StateStore, entity_folder
 
 
@@ -61,9 +62,11 @@ def entity_seal(
         return None
     if car_dir is None:
         return folder_seal(folder)
-    pin = car_pin(store.db, repo_type, repo_id) if store is not None else None
-    if pin is None or not pin.car_path:
+    pin = entity_pin(store.db, repo_type, repo_id) if store is not None else None
+    if pin is None:
         return folder_seal(folder, (car_dir / OUTPUT_FOLDERS[repo_type] / f"{folder.name}.car",))
+    if pin.car_path is None:  # its CAR is the folder's own bytes, built on demand
+        return folder_seal(folder)
     if pin.car_offset is None:  # the entity's own CAR
         return folder_seal(folder, (car_dir / pin.car_path,))
     return folder_seal(folder, ((car_dir / pin.car_path, f"#{pin.root_cid}@{pin.car_offset}+{pin.car_length}"),))

@@ -14,7 +14,9 @@ For every entity of the chosen types in the state (`entities`), in id order, its
   `ipfs_cid.txt` and `tombstone.json`) and must be the CID the state recorded; `ipfs_cid.txt` must hold it; each CAR
   the `pins` table names (else the default `<car dir>/<type>/<folder>.car`) must be there: an entity's own CAR with
   that single root (its header is read, not its blocks), a pack with that root in its header and the entity's
-  recorded byte range holding its blocks (each hash checked), the root's block last;
+  recorded byte range holding its blocks (each hash checked), the root's block last. A pin with no CAR file (the
+  `filestore` layout) has its CAR built from the folder on demand: the folder's CID is the whole check, and a
+  folder that no longer gives it is reported as having no CAR until a re-crawl;
 - an entity the state calls stored (stage `stored`) must have its folder.
 
 One problem is reported per cause: a file that fails its hash also changes the folder's CID, which is then not
@@ -101,6 +103,8 @@ class EntityCheck:
     cid: str | None
     #: (path, byte offset, length) of each CAR; offset and length are None for the entity's own CAR.
     cars: tuple[tuple[Path, int | None, int | None], ...]
+    #: A pin has no CAR file: its CAR is built from the folder (`hfscraper.ipfs.filestore`).
+    car_on_demand: bool = False
 
 
 @dataclass
@@ -308,7 +312,8 @@ class _FolderCheck:
         if c.cid is None:
             return
         if root is not None and self.importer is not None and str(root) != c.cid:
-            self.problem("cid", f"the folder's CID is {root}, the state recorded {c.cid} (a file changed)")
+            lost = "; its CAR, built from the folder, is gone until a re-crawl" if c.car_on_demand else ""
+            self.problem("cid", f"the folder's CID is {root}, the state recorded {c.cid} (a file changed{lost})")
         try:
             held = (c.folder / CID_FILE).read_bytes()
         except FileNotFoundError:
@@ -388,6 +393,7 @@ def _entity_check(
     }
     profile = cid = None
     cars: tuple[tuple[Path, int | None, int | None], ...] = ()
+    on_demand = False
     # A folder addressed by an older processing and processed since without the IPFS stage has a stale record;
     # an entity with no stage (never finished, or marked for the next crawl) keeps its last record to check.
     if "ipfs" in stages or not stages:
@@ -400,18 +406,20 @@ def _entity_check(
                 profile = get_profile(found[1])
             except ValueError:
                 profile = None  # a profile this version does not know: the CID cannot be recomputed
-            paths = [
-                (car_dir / p, offset, length)  # relative to the CAR folder (older rows: absolute)
-                for (p, offset, length) in store.db.execute(
-                    "SELECT DISTINCT car_path, car_offset, car_length FROM pins WHERE repo_type = ? AND id = ? "
-                    "AND car_path IS NOT NULL ORDER BY car_path",
-                    (repo_type, repo_id),
-                )
-            ]
-            cars = tuple(paths) or ((car_dir / OUTPUT_FOLDERS[repo_type] / f"{name}.car", None, None),)
+            pinned = store.db.execute(
+                "SELECT DISTINCT car_path, car_offset, car_length FROM pins WHERE repo_type = ? AND id = ? "
+                "ORDER BY car_path",
+                (repo_type, repo_id),
+            ).fetchall()
+            # relative to the CAR folder (older rows: absolute)
+            cars = tuple((car_dir / p, offset, length) for p, offset, length in pinned if p is not None)
+            on_demand = any(p is None for p, _, _ in pinned)
+            if not pinned:
+                cars = ((car_dir / OUTPUT_FOLDERS[repo_type] / f"{name}.car", None, None),)
     return EntityCheck(
         repo_type=repo_type, id=repo_id, folder=output_dir / OUTPUT_FOLDERS[repo_type] / name,
         stored="stored" in stages, deleted=deleted_at is not None, files=files, profile=profile, cid=cid, cars=cars,
+        car_on_demand=on_demand,
     )  # fmt: skip
 
 

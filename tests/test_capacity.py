@@ -54,9 +54,10 @@ CAPACITY = {
 
 @pytest.fixture(scope="module")
 def clean(replica: ReplicaHandle, tmp_path_factory: pytest.TempPathFactory) -> CrawlResult:
-    """A metadata crawl of the whole listing on an ordinary disk."""
+    """A metadata crawl of the whole listing on an ordinary disk (CARs in packs: their usage is reported)."""
     out = tmp_path_factory.mktemp("clean") / "out"
-    result = crawl(replica, "models", out, settings=METADATA_ONLY, page_size=PAGE_SIZE)
+    packed = {**METADATA_ONLY, "HFSCRAPER_IPFS_CAR_LAYOUT": "pack"}
+    result = crawl(replica, "models", out, settings=packed, page_size=PAGE_SIZE)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -28,7 +28,9 @@ from hfscraper.ipfs.pins import write_entity_car
 from hfscraper.pipelines.ipfs import CID_FILE
 from hfscraper.state import StateStore, state_file_path
 from tests.support.crawl import REPO_ROOT, _scrapy_command, crawl, public
+from tests.support.ipfs_data import tree_files
 from tests.support.ipfs_node import IpfsNode, ipfs_node_fixture
+from tests.support.js_oracle import ipfs_car_unpack, require_js
 from tests.support.replica import ReplicaHandle, replica_fixture
 
 TOKEN = "hf_" + "ipfsCanaryTokenNeverSentToTheNode0123"  # built at run time: not a secret-scanner match
@@ -63,21 +65,32 @@ def status_json(output: Path) -> dict[str, Any]:
     return json.loads(status_output(output, "--json"))
 
 
+def offline_command(output: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`scrapy ARGS` (car, verify) on an output folder, bytes out."""
+    command = [*_scrapy_command(), *args, "-s", f"HFSCRAPER_OUTPUT_DIR={output}"]
+    command += ["-s", f"HFSCRAPER_STATE_DIR={output.parent / 'state'}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HFSCRAPER_", "HF_")) or k == "HFSCRAPER_IN_NETNS"}
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=120, check=False)
+
+
 def entity_car(out: Path, folder_name: str, dest: Path) -> Path:
-    """The entity's own CAR, cut from its pack (what `scrapy car` writes), at *dest*."""
+    """The entity's own CAR, cut from its pack or built from its folder (what `scrapy car` writes), at *dest*."""
     repo_id = json.loads((out / "models" / folder_name / "metadata.json").read_text(encoding="utf-8"))["id"]
     store = StateStore(state_file_path(out.parent / "state", out), create=False)
     try:
         with open(dest, "wb") as f:
-            write_entity_car(store, out / "car", "model", repo_id, f)
+            write_entity_car(store, out / "car", "model", repo_id, f, output_dir=out)
     finally:
         store.close()
     return dest
 
 
+PACK_LAYOUT = {"HFSCRAPER_IPFS_CAR_LAYOUT": "pack"}
+
+
 def test_embedded_backend(replica: ReplicaHandle, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = crawl(replica, "models", out)
+    result = crawl(replica, "models", out, settings=PACK_LAYOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     n = len(public(replica.truth, "model"))
     assert result.stat("hfscraper/ipfs/entities") == n and result.stat("hfscraper/ipfs/pin/pinned") == n
@@ -113,13 +126,71 @@ def test_embedded_backend(replica: ReplicaHandle, tmp_path: Path) -> None:
     files = report["ipfs"]["cids"]["files"]
     assert f"CIDs: {files} files, {n} entity folders ({n} unixfs-v1-2025)" in text
     assert f"pins on embedded: {n}" in text
+    assert report["ipfs"]["cars"] == {"on_demand": 0, "in_packs": n, "own_files": 0}
 
     # a second pass over every entity (deltafetch off) rewrites no ipfs_cid.txt and no CAR
     before = {p: p.stat().st_mtime_ns for p in [*out.rglob(CID_FILE), *(out / "car").rglob("*.car")]}
-    again = crawl(replica, "models", out, settings={"DELTAFETCH_ENABLED": "false"})
+    again = crawl(replica, "models", out, settings={"DELTAFETCH_ENABLED": "false", **PACK_LAYOUT})
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stat("hfscraper/ipfs/car/unchanged") == n and again.stat("hfscraper/ipfs/pin/unchanged") == n
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_default_layout_writes_no_car_and_scrapy_car_builds_it(
+    replica: ReplicaHandle, ipfs_node: IpfsNode, tmp_path: Path
+) -> None:
+    out, reference = tmp_path / "filestore" / "out", tmp_path / "entity" / "out"
+    result = crawl(replica, "models", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    n = len(public(replica.truth, "model"))
+    assert result.stat("hfscraper/ipfs/car/on_demand") == n and result.stat("hfscraper/ipfs/pin/pinned") == n
+    assert result.stat("hfscraper/ipfs/car/written") is None and not (out / "car").exists()  # no CAR byte
+    report = status_json(out)
+    assert report["ipfs"]["pins"] == {"embedded": {"pinned": n, "of_deleted_entities": 0}}
+    assert report["ipfs"]["cars"] == {"on_demand": n, "in_packs": 0, "own_files": 0}
+    assert f"CARs: {n} built from their folders on demand" in status_output(out)
+    # the same Hub crawled with one CAR per entity: `scrapy car` gives those CARs byte for byte
+    entity = crawl(replica, "models", reference, settings={"HFSCRAPER_IPFS_CAR_LAYOUT": "entity"})
+    assert entity.returncode == 0, entity.stderr[-3000:]
+    entity_folders = folders(out)
+    assert len(entity_folders) == n and [f.name for f in folders(reference)] == [f.name for f in entity_folders]
+    for folder in entity_folders:
+        car = entity_car(out, folder.name, tmp_path / f"{folder.name}.car")
+        assert car.read_bytes() == (reference / "car" / "models" / f"{folder.name}.car").read_bytes(), folder.name
+    folder = max(entity_folders, key=lambda f: len(tree_bytes(f)))  # one with downloaded files
+    repo_id = json.loads((folder / "metadata.json").read_bytes())["id"]
+    root = (folder / CID_FILE).read_text(encoding="ascii").strip()
+    piped = offline_command(out, "car", "model", repo_id)
+    assert piped.returncode == 0 and piped.stderr.decode() == f"{root}\n"
+    assert piped.stdout == (reference / "car" / "models" / f"{folder.name}.car").read_bytes()
+    (tmp_path / "piped.car").write_bytes(piped.stdout)
+    # ipfs-car reads it back to the folder's bytes, and a node imports it and pins exactly the root
+    require_js()
+    ipfs_car_unpack(tmp_path / "piped.car", tmp_path / "unpacked")
+    assert tree_files(tmp_path / "unpacked") == {k: v for k, v in tree_files(folder).items() if k != CID_FILE}
+
+    async def import_it(client: KuboRpcClient) -> list[tuple[str, str]]:
+        return await client.dag_import(tmp_path / "piped.car", root=root)
+
+    assert node_call(ipfs_node, import_it) == [(root, "")]
+
+    # a damaged metadata.json: no CAR of the recorded root any more; `scrapy car` refuses, `scrapy verify` says so
+    metadata = folder / "metadata.json"
+    damaged = metadata.read_bytes().rstrip()
+    assert damaged.endswith(b"}")
+    metadata.write_bytes(damaged[:-1] + b" }\n")  # still the entity's JSON, not its bytes
+    for options in ([], ["-o", str(tmp_path / "refused.car")]):
+        refused = offline_command(out, "car", "model", repo_id, *options)
+        message = refused.stderr.decode()
+        assert refused.returncode == 1 and not refused.stdout and message.count("\n") == 1, message
+        assert message.startswith(f"hfscraper: no CAR of model {repo_id}: ") and "Traceback" not in message
+        assert f"no longer hashes to its recorded root {root}" in message and "re-crawl" in message
+    assert not (tmp_path / "refused.car").exists()
+    verified = offline_command(out, "verify", "--json")
+    assert verified.returncode == 1
+    problems = json.loads(verified.stdout)["problems"]
+    assert [(p["id"], p["kind"]) for p in problems] == [(repo_id, "cid")], problems
+    assert "its CAR, built from the folder, is gone until a re-crawl" in problems[0]["problem"]
 
 
 class _RecordingProxy(http.server.BaseHTTPRequestHandler):

@@ -86,7 +86,7 @@ def test_crawl_mirrors_every_public_entity(replica: ReplicaHandle, tmp_path: Pat
     assert private_ids, "the replica should have private entities to leave out"
     mark = replica.mark()
 
-    result = crawl(replica, spider, tmp_path / "out")
+    result = crawl(replica, spider, tmp_path / "out", settings={"HFSCRAPER_IPFS_CAR_LAYOUT": "pack"})
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stat("finish_reason") == "finished"

@@ -159,7 +159,8 @@ def test_tampering_is_noticed_by_the_next_plain_run_and_repaired(replica: Replic
 
 def test_a_lost_pack_is_noticed_and_its_entities_are_stored_again(replica: ReplicaHandle, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert_complete(crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10))
+    packed = {**METADATA_ONLY, "HFSCRAPER_IPFS_CAR_LAYOUT": "pack"}
+    assert_complete(crawl(replica, "models", out, settings=packed, page_size=10))
     clean = snapshot(out)
     packs = sorted((out / "car" / "packs" / "models").glob("*.car"))
     assert len(packs) >= 2
@@ -168,7 +169,7 @@ def test_a_lost_pack_is_noticed_and_its_entities_are_stored_again(replica: Repli
     held = {p for p, data in clean.items() if p.endswith("/ipfs_cid.txt") and data.strip().decode() in roots}
     lost.unlink()
 
-    again = crawl(replica, "models", out, settings=METADATA_ONLY, page_size=10)
+    again = crawl(replica, "models", out, settings=packed, page_size=10)
     assert_complete(again)
     assert again.stat("hfscraper/ipfs/entities") == len(held)  # the pack's entities, nothing else
     assert snapshot(out) == clean

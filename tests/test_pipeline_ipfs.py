@@ -13,6 +13,7 @@ from scrapy.utils.test import get_crawler
 
 from hfscraper.extensions.checkpoint import state_location
 from hfscraper.ipfs import PROFILES, directory_cid, file_cid, read_car, unpack_car, write_car
+from hfscraper.ipfs.filestore import FolderChangedError
 from hfscraper.ipfs.kubo import KuboRpcClient
 from hfscraper.ipfs.pins import entity_cids, pin_of, write_entity_car
 from hfscraper.items import ModelItem
@@ -27,12 +28,19 @@ ipfs_node = ipfs_node_fixture()
 ADDRESSED_OUT = {CID_FILE, "tombstone.json"}
 
 
+#: Most tests here check the packs; the default layout (filestore, no CAR on disk) is asked for with DEFAULT_LAYOUT.
+PACK_LAYOUT = {"HFSCRAPER_IPFS_CAR_LAYOUT": "pack"}
+DEFAULT_LAYOUT = {"HFSCRAPER_IPFS_CAR_LAYOUT": None}
+
+
 def settings_for(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
+    settings = {
         "HFSCRAPER_OUTPUT_DIR": str(tmp_path / "out"),
         "HFSCRAPER_STATE_DIR": str(tmp_path / "state"),
+        **PACK_LAYOUT,
         **extra,
     }
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def model(repo_id: str = "org/model", sha: str = "a" * 40, **extra: Any) -> ModelItem:
@@ -83,12 +91,12 @@ class Harness:
 
 
 def entity_car(h: Harness, repo_id: str = "org/model", repo_type: str = "model") -> Path:
-    """The entity's own CAR, written from its pack (what `scrapy car` writes) next to the output folder."""
+    """The entity's own CAR, written from its pack or folder (what `scrapy car` writes) next to the output folder."""
     out = h.output.parent / f"{repo_id.replace('/', '__')}.entity.car"
     state = h.state()
     try:
         with open(out, "wb") as f:
-            write_entity_car(state, h.ipfs.car_dir, repo_type, repo_id, f)
+            write_entity_car(state, h.ipfs.car_dir, repo_type, repo_id, f, output_dir=h.output)
     finally:
         state.close()
     return out
@@ -202,6 +210,105 @@ def test_unchanged_folder_rewrites_nothing_and_changed_one_is_readdressed(tmp_pa
         state.close()
 
 
+def test_default_layout_writes_no_car_and_builds_the_entity_layouts_car_from_the_folder(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "filestore", **DEFAULT_LAYOUT)
+    item = model(files=[{"path": p, "status": "downloaded"} for p in FILES])
+    h.run(item, files=FILES)
+    folder = h.folder(item)
+    root = (folder / CID_FILE).read_text().strip()
+    assert root == directory_cid(folder, exclude={CID_FILE})
+    assert not (h.output / "car").exists()  # not a byte, not an inode
+    assert {f["path"]: f.get("cid") for f in item.files} == {p: file_cid(folder / p) for p in FILES}
+    state = h.state()
+    try:
+        assert entity_cids(state, "model", "org/model")[""] == root
+        pin = pin_of(state, "embedded", "model", "org/model")
+        assert pin is not None and pin.root_cid == root and pin.profile == "unixfs-v1-2025"
+        assert pin.car_path is None and not pin.in_pack
+    finally:
+        state.close()
+    assert h.stat("hfscraper/ipfs/car/on_demand") == 1 and h.stat("hfscraper/ipfs/car/written") is None
+    assert h.stat("hfscraper/ipfs/pin/pinned") == 1 and h.stat("hfscraper/ipfs/pack/written") is None
+    # the CAR built on demand is byte for byte the one the entity layout writes for the same folder
+    entity = Harness(tmp_path / "entity", HFSCRAPER_IPFS_CAR_LAYOUT="entity")
+    entity.run(model(files=[{"path": p, "status": "downloaded"} for p in FILES]), files=FILES)
+    (written,) = (entity.output / "car" / "models").iterdir()
+    car = entity_car(h)
+    assert car.read_bytes() == written.read_bytes() == _write_car_bytes(folder, tmp_path)
+    unpack_car(car, tmp_path / "unpacked")
+    assert tree_bytes(tmp_path / "unpacked") == tree_bytes(folder, {CID_FILE})
+
+    # unchanged: nothing recorded again
+    again = Harness(tmp_path / "filestore", **DEFAULT_LAYOUT)
+    again.run(model())
+    assert again.stat("hfscraper/ipfs/pin/unchanged") == 1 and again.stat("hfscraper/ipfs/pin/pinned") is None
+    assert not (h.output / "car").exists()
+
+
+def test_a_damaged_folder_has_no_car_until_a_crawl_restores_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, **DEFAULT_LAYOUT)
+    item = model()
+    h.run(item, files=FILES)
+    folder = h.folder(item)
+    root = (folder / CID_FILE).read_text().strip()
+    reference = entity_car(h).read_bytes()
+    metadata = folder / "metadata.json"
+    assert b"a" * 40 in metadata.read_bytes()
+    metadata.write_bytes(metadata.read_bytes().replace(b"a" * 40, b"b" * 40, 1))  # a damaged byte
+    for discardable in (False, True):
+        out = tmp_path / f"refused-{discardable}.car"
+        state = h.state()
+        try:
+            with open(out, "wb") as f, pytest.raises(FolderChangedError) as refused:
+                write_entity_car(state, h.ipfs.car_dir, "model", "org/model", f, output_dir=h.output,
+                                 discardable=discardable)  # fmt: skip
+        finally:
+            state.close()
+        message = str(refused.value)
+        assert f"recorded root {root}" in message and "re-crawl" in message and "\n" not in message
+    assert out.stat().st_size > 0 and tmp_path.joinpath("refused-False.car").stat().st_size == 0  # hashed first
+    # a crawl stores the entity again: its folder, and so its CAR, are restored
+    again = Harness(tmp_path, **DEFAULT_LAYOUT)
+    again.run(model())
+    assert (folder / CID_FILE).read_text().strip() == root and entity_car(again).read_bytes() == reference
+
+
+def test_switching_layouts_releases_or_keeps_the_cars(tmp_path: Path) -> None:
+    packed = Harness(tmp_path, **PACK_LAYOUT)
+    item = model()
+    packed.run(item, model("org/other"), files=FILES)
+    (pack,) = (packed.output / "car" / "packs" / "models").iterdir()
+    reference = entity_car(packed).read_bytes()
+    # pack -> filestore: an entity addressed again loses its CAR; the pack lives while another pin points into it
+    first = Harness(tmp_path, **DEFAULT_LAYOUT)
+    first.run(model())
+    assert pack.exists() and first.stat("hfscraper/ipfs/pin/pinned") == 1
+    assert entity_car(first).read_bytes() == reference
+    other = tmp_path / "other.car"
+    state = first.state()
+    try:
+        assert pin_of(state, "embedded", "model", "org/model").car_path is None  # type: ignore[union-attr]
+        with open(other, "wb") as f:  # the entity not addressed since: still served by its pack
+            write_entity_car(state, first.ipfs.car_dir, "model", "org/other", f, output_dir=first.output)
+    finally:
+        state.close()
+    assert read_car(other)[0] == [(first.output / "models" / "org__other" / CID_FILE).read_text().strip()]
+    second = Harness(tmp_path, **DEFAULT_LAYOUT)
+    second.run(model("org/other"))
+    assert not pack.exists() and second.stat("hfscraper/ipfs/pack/deleted") == 1  # released with its last pin
+    # filestore -> pack: the entity goes into a new pack when it is next addressed
+    back = Harness(tmp_path, **PACK_LAYOUT)
+    back.run(model())
+    (repacked,) = (packed.output / "car" / "packs" / "models").iterdir()
+    assert back.stat("hfscraper/ipfs/car/written") == 1 and entity_car(back).read_bytes() == reference
+    state = back.state()
+    try:
+        pin = pin_of(state, "embedded", "model", "org/model")
+        assert pin is not None and pin.car_path == f"packs/models/{repacked.name}" and pin.in_pack
+    finally:
+        state.close()
+
+
 def test_bookkeeping_files_are_not_part_of_the_cid(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     item = model()
@@ -298,6 +405,7 @@ def test_kubo_backend_pins_the_folder_root(ipfs_node: IpfsNode, tmp_path: Path) 
         "HFSCRAPER_IPFS_BACKEND": "kubo",
         "HFSCRAPER_IPFS_API": ipfs_node.api_url,
         "HFSCRAPER_IPFS_VERIFY_ADD": True,
+        **DEFAULT_LAYOUT,  # the node imports the blocks from CARs: the default layout is packs with kubo
     }
     h = Harness(tmp_path, **kubo)
     item = model("org/kubo-model", files=[{"path": p} for p in FILES])
@@ -312,7 +420,7 @@ def test_kubo_backend_pins_the_folder_root(ipfs_node: IpfsNode, tmp_path: Path) 
     state = h.state()
     try:
         pin = pin_of(state, "kubo", "model", "org/kubo-model")
-        assert pin is not None and pin.root_cid == root
+        assert pin is not None and pin.root_cid == root and pin.in_pack
     finally:
         state.close()
 

@@ -55,3 +55,23 @@ def test_leftovers_and_tombstones_do_not_count_and_a_missing_folder_has_no_seal(
     assert folder_seal(folder, [car]) == sealed
     assert folder_seal(tmp_path / "models" / "nothing") is None
     assert entity_seal(tmp_path, None, "model", "") is None  # an id the store refuses has no folder
+
+
+def test_an_entity_whose_car_is_built_on_demand_is_sealed_by_its_folder_alone(tmp_path: Path) -> None:
+    from hfscraper.ipfs.pins import PinRow, record_pin
+    from hfscraper.state import StateStore
+
+    folder, car = make_entity(tmp_path)
+    car.unlink()
+    store = StateStore(tmp_path / "state.sqlite")
+    try:
+        # the filestore layout's pin: a root and a profile, no CAR file
+        record_pin(store, PinRow("embedded", "model", "org/m", "bafy", "unixfs-v1-2025", None, "2025-01-01T00:00:00Z"))
+        sealed = entity_seal(tmp_path, tmp_path / "car", "model", "org/m", store)
+        assert sealed is not None and sealed == folder_seal(folder)
+        car.write_bytes(b"a CAR of an older layout")  # not the entity's CAR: nothing to redo
+        assert entity_seal(tmp_path, tmp_path / "car", "model", "org/m", store) == sealed
+        (folder / "sub" / "config.json").write_bytes(b"changed")
+        assert entity_seal(tmp_path, tmp_path / "car", "model", "org/m", store) != sealed
+    finally:
+        store.close()

@@ -1,10 +1,14 @@
-"""`scrapy car TYPE ID [-o OUT.car]`: one entity's own CAR, from the CAR pack the IPFS stage put it in.
+"""`scrapy car TYPE ID [-o OUT.car]`: one entity's own CAR, built from its folder (the `filestore` layout, the
+default) or from the CAR pack the IPFS stage put it in.
 
 The CAR is byte for byte the one `HFSCRAPER_IPFS_CAR_LAYOUT=entity` writes (`<car dir>/<type>/<folder>.car`): a
-CARv1 whose single root is the folder's CID (`ipfs_cid.txt`), every block's hash checked on the way. Written to
-OUT.car (atomically), or to stdout without `-o`. The root is printed on stderr.
+CARv1 whose single root is the folder's CID (`ipfs_cid.txt`), every block's hash checked on the way (a pack's
+blocks against their CIDs; a folder against the recorded root: one that changed or was damaged since the crawl is
+refused, and a re-crawl of the entity restores its CAR). Written to OUT.car (atomically), or to stdout without `-o`
+(a folder is then hashed once before anything is written). The root is printed on stderr.
 
-Exit code: 0 written, 1 no such entity or CAR in the crawl state (or a damaged pack), 2 bad arguments.
+Exit code: 0 written, 1 no such entity or CAR in the crawl state (or a damaged pack, or a changed folder), 2 bad
+arguments.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class Command(OfflineCommand):
         return "TYPE ID [-o OUT.car]"
 
     def short_desc(self) -> str:
-        return "Write one entity's own CAR (single root, from its CAR pack)"
+        return "Write one entity's own CAR (single root, from its folder or CAR pack)"
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
@@ -48,14 +52,14 @@ class Command(OfflineCommand):
         opened = self.open_state()
         if opened is None:
             return
-        store, _, cars = opened
+        store, output, cars = opened
         try:
             if opts.out is None:
-                root = write_entity_car(store, cars, repo_type, repo_id, sys.stdout.buffer)
+                root = write_entity_car(store, cars, repo_type, repo_id, sys.stdout.buffer, output_dir=output)
                 sys.stdout.buffer.flush()
             else:
                 with atomic_output(Path(os.path.abspath(opts.out))) as (out, _):
-                    root = write_entity_car(store, cars, repo_type, repo_id, out)
+                    root = write_entity_car(store, cars, repo_type, repo_id, out, output_dir=output, discardable=True)
         except LookupError as exc:
             self.fail(str(exc.args[0]), EXIT_INCOMPLETE)
             return

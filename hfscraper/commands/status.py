@@ -265,6 +265,9 @@ def render(report: dict[str, Any]) -> str:
         for backend, pins in ipfs["pins"].items():
             deleted = f" ({pins['of_deleted_entities']} of deleted entities)" if pins["of_deleted_entities"] else ""
             lines.append(f"pins on {backend}: {pins['pinned']}{deleted}")
+        if cars := ipfs.get("cars"):
+            lines.append(f"CARs: {cars['on_demand']} built from their folders on demand (no bytes on disk), "
+                         f"{cars['in_packs']} in packs, {cars['own_files']} in files of their own")  # fmt: skip
     if report.get("provenance"):
         lines.append(render_provenance(report["provenance"]))
     lines += _render_disks(report)

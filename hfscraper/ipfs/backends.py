@@ -3,14 +3,16 @@
 `BACKENDS` maps `HFSCRAPER_IPFS_BACKEND` to a class, as Scrapy's `FilesPipeline.STORE_SCHEMES` maps URI
 schemes to stores:
 
-- `embedded` (default): no node. A pin is the entity's CAR, kept on disk (`HFSCRAPER_IPFS_CAR_DIR`), and its
-  record (root CID, entity, time) in the crawl state's `pins` table. Any IPFS node can take the CARs later
-  (`ipfs dag import output/car/models/*.car`).
+- `embedded` (default): no node. A pin is the record (root CID, profile, entity, time) in the crawl state's `pins`
+  table, and the entity's CAR: built from its folder on demand (`HFSCRAPER_IPFS_CAR_LAYOUT=filestore`, the
+  default: `scrapy car TYPE ID`), or kept on disk in packs or files of its own (`HFSCRAPER_IPFS_CAR_DIR`). Any
+  IPFS node can take the CARs later (`scrapy car model ID | ipfs dag import`, `ipfs dag import
+  output/car/packs/models/*.car`).
 - `kubo`: a node's kubo RPC API (`hfscraper.ipfs.kubo`): kubo, js-ipfs, or an IPFS Cluster proxy.
 
-Every backend receives the CAR the pipeline wrote and the root CID computed locally, and must either confirm
-that exact root as pinned or raise (`hfscraper.exceptions`): a mismatch is never accepted silently. The
-pipeline records each confirmed pin in the state (`hfscraper.ipfs.pins`), whatever the backend.
+Every backend that stores blocks receives the CAR the pipeline wrote and the root CID computed locally, and must
+either confirm that exact root as pinned or raise (`hfscraper.exceptions`): a mismatch is never accepted silently.
+The pipeline records each confirmed pin in the state (`hfscraper.ipfs.pins`), whatever the backend.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def car_root(path: Path) -> str | None:
 
 
 class EmbeddedBackend:
-    """`ipfs.backend = "embedded"`: a root is pinned when its CAR is on disk and recorded in the state.
+    """`ipfs.backend = "embedded"`: a root is pinned when it is recorded in the state with no CAR file (the
+    `filestore` layout: the CAR is the folder's, built on demand) or with its CAR on disk.
 
     `unpin` removes nothing from disk: the CAR, like the entity folder it mirrors, stays part of the output; the
     pipeline drops the record.
@@ -120,7 +123,7 @@ class EmbeddedBackend:
         return cls(state)
 
     def describe(self) -> str:
-        return "embedded (CARs on disk, pins in the crawl state)"
+        return "embedded (pins in the crawl state)"
 
     async def open(self) -> dict[str, Any]:
         return await self.version()
@@ -161,6 +164,8 @@ class EmbeddedBackend:
 
     async def is_pinned(self, root: str) -> bool:
         rows = await self._rows(root)
+        if any(row.car_path is None for row in rows):
+            return True
         return bool(rows) and await asyncio.to_thread(_has_car, rows, root)
 
 

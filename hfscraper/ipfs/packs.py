@@ -1,7 +1,8 @@
 """CAR packs: many entities' DAGs in one CARv1 with several roots, so that a CAR does not cost an inode per entity.
 
 A pack is a plain CARv1 (`ipfs dag import` imports every block and pins every root of its header). The IPFS stage
-writes one per group of entities it addresses together (`HFSCRAPER_IPFS_CAR_LAYOUT=pack`, the default), at
+writes one per group of entities it addresses together (`HFSCRAPER_IPFS_CAR_LAYOUT=pack`; the default,
+`filestore`, writes no CAR: `hfscraper.ipfs.filestore`), at
 `<car dir>/packs/<type>/<UTC time>-<pid>-<n>.car`:
 
     varint(len(H)) H                       H = {"roots": [root 1, ..., root n], "version": 1}

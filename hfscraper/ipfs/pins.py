@@ -6,7 +6,8 @@
 - `pins`: per backend and entity, the root CID pinned for the entity's current folder, where its CAR is, and
   when the backend confirmed it. One row per entity and backend: a new version replaces the old root. `car_path`
   is relative to the CAR folder (older rows: absolute); for a pack (`hfscraper.ipfs.packs`) `car_offset` and
-  `car_length` give the entity's byte range in it (NULL: the CAR is the entity's own).
+  `car_length` give the entity's byte range in it (NULL: the CAR is the entity's own). `car_path` NULL: no CAR
+  file (the `filestore` layout): the CAR is built from the entity folder on demand (`hfscraper.ipfs.filestore`).
 - `car_packs`: per CAR written by the IPFS stage (pack or entity CAR, by `car_path`), how many pins point into it
   (`refs`), how many entities it was written with and its size. A CAR whose `refs` reach 0 is deleted.
 
@@ -34,11 +35,12 @@ PIN_BACKENDS = ("embedded", "kubo")
 _ANY_BACKEND = f"backend IN ({', '.join('?' * len(PIN_BACKENDS))})"
 
 
-def car_pin(db: sqlite3.Connection, repo_type: str, repo_id: str) -> PinRow | None:
-    """The entity's pin that has a CAR (the first backend by name), or None."""
+def entity_pin(db: sqlite3.Connection, repo_type: str, repo_id: str) -> PinRow | None:
+    """The entity's pin (the first backend by name), or None. Its `car_path` names its CAR file; None: its CAR
+    is built from the folder on demand (`hfscraper.ipfs.filestore`)."""
     db_row = db.execute(
         f"SELECT backend, repo_type, id, root_cid, profile, car_path, pinned_at, car_offset, car_length FROM pins "
-        f"WHERE {_ANY_BACKEND} AND repo_type = ? AND id = ? AND car_path IS NOT NULL ORDER BY backend LIMIT 1",
+        f"WHERE {_ANY_BACKEND} AND repo_type = ? AND id = ? ORDER BY backend LIMIT 1",
         (*PIN_BACKENDS, repo_type, repo_id),
     ).fetchone()
     return None if db_row is None else PinRow(*db_row)
@@ -284,8 +286,9 @@ def deleted_pins(store: StateStore, backend: str) -> list[PinRow]:
 
 
 def ipfs_summary(store: StateStore) -> dict[str, Any]:
-    """What `scrapy status` reports: CIDs computed (files and folders, per profile) and pins per backend, with
-    how many of them belong to entities marked deleted."""
+    """What `scrapy status` reports: CIDs computed (files and folders, per profile), pins per backend with how
+    many of them belong to entities marked deleted, and where the pins' CARs are (`on_demand`: none on disk, built
+    from the folder; `in_packs`; `own_files`: a CAR file each)."""
     files = folders = 0
     profiles: dict[str, int] = {}
     for path_is_folder, profile, count in store.db.execute(
@@ -297,12 +300,17 @@ def ipfs_summary(store: StateStore) -> dict[str, Any]:
         else:
             files += count
     pins: dict[str, dict[str, int]] = {}
-    for backend, count, deleted in store.db.execute(
-        "SELECT p.backend, count(*), sum(e.deleted_at IS NOT NULL) FROM pins p LEFT JOIN entities e "
+    cars = {"on_demand": 0, "in_packs": 0, "own_files": 0}
+    for backend, count, deleted, on_demand, in_packs in store.db.execute(
+        "SELECT p.backend, count(*), sum(e.deleted_at IS NOT NULL), sum(p.car_path IS NULL), "
+        "sum(p.car_offset IS NOT NULL) FROM pins p LEFT JOIN entities e "
         "ON e.repo_type = p.repo_type AND e.id = p.id GROUP BY p.backend ORDER BY p.backend"
     ):
         pins[backend] = {"pinned": int(count), "of_deleted_entities": int(deleted or 0)}
-    return {"cids": {"files": files, "folders": folders, "folders_by_profile": profiles}, "pins": pins}
+        cars["on_demand"] += int(on_demand or 0)
+        cars["in_packs"] += int(in_packs or 0)
+        cars["own_files"] += int(count) - int(on_demand or 0) - int(in_packs or 0)
+    return {"cids": {"files": files, "folders": folders, "folders_by_profile": profiles}, "pins": pins, "cars": cars}
 
 
 def move_pins(
@@ -358,14 +366,42 @@ def move_pins(
     return dead
 
 
-def write_entity_car(store: StateStore, car_dir: Path, repo_type: str, repo_id: str, out: BinaryIO) -> str:
+def write_entity_car(
+    store: StateStore,
+    car_dir: Path,
+    repo_type: str,
+    repo_id: str,
+    out: BinaryIO,
+    *,
+    output_dir: Path,
+    discardable: bool = False,
+) -> str:
     """Write the entity's own single-root CAR (byte for byte what the `entity` layout writes) to *out*, from its
-    pack or its own CAR; its root. LookupError when the state has no CAR of the entity; CarReadError, OSError."""
-    from hfscraper.ipfs.packs import COPY_SIZE, standalone_car
+    pack, its own CAR or (no CAR file: the `filestore` layout) its folder in *output_dir*; its root.
 
-    pin = car_pin(store.db, repo_type, repo_id)
-    if pin is None or pin.car_path is None:
+    *discardable*: *out* is thrown away on an error (an atomic output), so a folder is hashed once, while its CAR
+    is written, instead of once before too. LookupError when the state has no pin of the entity;
+    FolderChangedError (a LookupError, one line) when its folder no longer hashes to the recorded root;
+    CarReadError, OSError."""
+    from hfscraper.ipfs.filestore import FolderChangedError, folder_car
+    from hfscraper.ipfs.packs import COPY_SIZE, standalone_car
+    from hfscraper.state import entity_folder
+
+    pin = entity_pin(store.db, repo_type, repo_id)
+    if pin is None:
         raise LookupError(f"the crawl state has no CAR of {repo_type} {repo_id}")
+    if pin.car_path is None:
+        folder = entity_folder(output_dir, repo_type, repo_id)
+        if folder is None:
+            raise LookupError(f"the crawl state has no CAR of {repo_type} {repo_id}")
+        try:
+            folder_car(folder, pin.root_cid, pin.profile, out, check_first=not discardable)
+        except FolderChangedError as exc:
+            raise FolderChangedError(
+                f"no CAR of {repo_type} {repo_id}: {exc}: the folder changed or was damaged since the crawl; a "
+                f"re-crawl of the entity restores it (`scrapy verify --repair` marks it for the next crawl)"
+            ) from None
+        return pin.root_cid
     path = car_dir / pin.car_path
     if pin.car_offset is not None and pin.car_length is not None:
         standalone_car(path, pin.car_offset, pin.car_length, pin.root_cid, out)

@@ -3,8 +3,8 @@
 It runs at ITEM_PIPELINES 300, after every pipeline that writes into the entity folder (`metadata.json`, the
 downloaded files, the previews), so it sees the folder as the crawl leaves it. The items that reach it in the same
 event-loop turn (Scrapy runs up to CONCURRENT_ITEMS of a page through the pipelines at once) are addressed as one
-batch: one worker-thread call hashes them, writes their CAR pack and `ipfs_cid.txt`, has the backend pin them and
-records them in the crawl state in one transaction. For each Hub item:
+batch: one worker-thread call hashes them, writes their CAR pack (if the layout keeps CARs) and `ipfs_cid.txt`, has
+the backend pin them and records them in the crawl state in one transaction. For each Hub item:
 
 1. **File CIDs.** Every file in the folder gets the CID `ipfs add` gives it with the profile
    (`HFSCRAPER_IPFS_PROFILE`); each entry of `item.files` (the files stage's list) whose file is in the folder
@@ -16,18 +16,26 @@ records them in the crawl state in one transaction. For each Hub item:
    (`.hfscraper-tmp-*`). Written to `ipfs_cid.txt` in the folder (the CID and a newline, atomically; not
    rewritten when unchanged) and to the state (path ""). The folder must be a real folder (one `lstat`: a
    symlink is refused) holding `metadata.json`.
-3. **The CAR** (`hfscraper.ipfs.packs`, `HFSCRAPER_IPFS_CAR_LAYOUT`): with `pack` (default), the batch's DAGs go
-   into one CARv1 with one root per entity, `<car_dir>/packs/<type>/<time>-<pid>-<n>.car`; with `entity`, each
-   folder gets its own single-root `<car_dir>/<type>/<folder>.car` as in earlier versions (`HFSCRAPER_IPFS_CAR_DIR`,
-   default `<output_dir>/car`). Either is written in `<car_dir>/.tmp/` and renamed into place, so a kill leaves
-   only scratch there (swept by the next run). An entity whose root is unchanged and whose recorded CAR still
-   holds it is not written again. `ipfs dag import` takes packs and entity CARs as they are; `scrapy car TYPE
-   ID` writes one entity's own CAR from its pack, byte for byte the `entity` layout's.
+3. **The CAR** (`HFSCRAPER_IPFS_CAR_LAYOUT`): with `filestore` (the default with the embedded backend;
+   `hfscraper.ipfs.filestore`) none is written: a CAR is determined by the folder and the profile, so `scrapy car
+   TYPE ID` builds it from the folder when asked for (refusing when the folder no longer hashes to the recorded
+   root). With `pack` (`hfscraper.ipfs.packs`; what `filestore` becomes with the kubo backend, which imports the
+   blocks from CARs), the batch's DAGs go into one CARv1 with one root per entity,
+   `<car_dir>/packs/<type>/<time>-<pid>-<n>.car`; with `entity`, each folder gets its own single-root
+   `<car_dir>/<type>/<folder>.car` as in earlier versions (`HFSCRAPER_IPFS_CAR_DIR`, default
+   `<output_dir>/car`). Either is written in `<car_dir>/.tmp/` and renamed into place, so a kill leaves only
+   scratch there (swept by the next run). An entity whose root is unchanged and whose recorded CAR still holds it
+   is not written again. `ipfs dag import` takes packs and entity CARs as they are; `scrapy car TYPE ID` writes
+   one entity's own CAR, byte for byte the `entity` layout's, in every layout. Switching layouts between runs of
+   one output: an entity moves to the new layout when it is next addressed (to `filestore`: its pin loses its
+   CAR, a pack no pin points into any more is deleted; from `filestore`: its blocks go into a new pack or CAR);
+   until then its recorded CAR, or its folder, serves it.
 4. **The pin** on the backend (`HFSCRAPER_IPFS_BACKEND`, `hfscraper.ipfs.backends`): the backend must confirm
    exactly this root as pinned (`add_pack`: the embedded backend reads the pack's header back, kubo imports the
-   pack with `dag/import` and checks each root). A pin already recorded for the same root and still in place is
-   not redone; the root of an older version of the same entity is unpinned once the new one is pinned. Every pin
-   is recorded in the state's `pins` table (root CID, entity, backend, CAR with the entity's byte range, time).
+   pack with `dag/import` and checks each root; with `filestore`, the embedded pin is the record alone). A pin
+   already recorded for the same root and still in place is not redone; the root of an older version of the same
+   entity is unpinned once the new one is pinned. Every pin is recorded in the state's `pins` table (root CID,
+   entity, backend, CAR with the entity's byte range or none, time).
 5. **Garbage collection**: the state counts the pins pointing into each CAR (`car_packs`); a CAR left with none
    (every entity of a pack moved on to newer packs) is deleted once that is committed. At the end of a crawl,
    packs with at most a quarter of their entities still live are compacted: the live entities' byte ranges are
@@ -52,7 +60,8 @@ HFSCRAPER_STORE_FSYNC.
 
 Stats: hfscraper/ipfs/entities, hfscraper/ipfs/files (file CIDs computed), hfscraper/ipfs/bytes (bytes in the
 addressed folders), hfscraper/ipfs/batches, hfscraper/ipfs/cid_file/written|unchanged,
-hfscraper/ipfs/car/written|unchanged (per entity), hfscraper/ipfs/car/bytes (the written entities' own CAR
+hfscraper/ipfs/car/written|unchanged|on_demand (per entity; on_demand: the filestore layout, no CAR file),
+hfscraper/ipfs/car/bytes (the written entities' own CAR
 bytes), hfscraper/ipfs/pack/written (CAR files written), hfscraper/ipfs/pack/deleted (no longer referenced),
 hfscraper/ipfs/pack/compacted, hfscraper/ipfs/pin/pinned|unchanged, hfscraper/ipfs/unpin/superseded,
 hfscraper/ipfs/unpin/failed, hfscraper/ipfs/verify/matched, hfscraper/ipfs/verify/skipped,
@@ -86,6 +95,7 @@ from hfscraper.fsutil import TEMP_PREFIX, ensure_directory, process_alive, sweep
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.ipfs.backends import IpfsBackend, build_backend, pack_roots_or_none
 from hfscraper.ipfs.car import CarReadError
+from hfscraper.ipfs.filestore import LAYOUT as FILESTORE
 from hfscraper.ipfs.kubo import node_builds_same_dag
 from hfscraper.ipfs.multiformats import cid_to_str, parse_cid
 from hfscraper.ipfs.packs import PackWriter, check_range, pack_name, pack_pid, read_range
@@ -105,7 +115,7 @@ from hfscraper.ipfs.pins import (
     sparse_packs,
 )
 from hfscraper.ipfs.profiles import get_profile
-from hfscraper.ipfs.unixfs import Importer
+from hfscraper.ipfs.unixfs import BlockSink, Importer
 from hfscraper.items import HubEntityItem
 from hfscraper.pipelines import StageFailed
 from hfscraper.resources import ResourceGuard
@@ -129,8 +139,8 @@ NOT_ADDRESSED: Final = frozenset({CID_FILE, TOMBSTONE_FILE})
 DEFAULT_CAR_FOLDER: Final = "car"
 #: The folder under the CAR folder where CARs are written before they are renamed into place.
 SCRATCH_FOLDER: Final = ".tmp"
-#: CAR layouts (HFSCRAPER_IPFS_CAR_LAYOUT).
-LAYOUTS: Final = ("pack", "entity")
+#: CAR layouts (HFSCRAPER_IPFS_CAR_LAYOUT); the first is the default.
+LAYOUTS: Final = (FILESTORE, "pack", "entity")
 #: Worker threads hashing and writing CARs (one batch each).
 HASH_WORKERS: Final = int(os.environ.get("XHW", "2"))
 #: The most entities one batch (and so one pack) holds.
@@ -168,7 +178,7 @@ class Addressed:
     files: tuple[CidRecord, ...]
     total_size: int
     cid_file_written: bool
-    car_path: Path
+    car_path: Path | None  # None: no CAR file (the filestore layout)
     car_written: bool
     car_size: int
     pinned: bool
@@ -191,7 +201,8 @@ class _Entity:
     car: str | None = None  # relative to the CAR folder
     offset: int | None = None
     length: int | None = None
-    written: bool = False
+    written: bool = False  # its blocks went into a new CAR
+    repin: bool = False  # a new pin row to record
     previous: PinRow | None = None
     failed: Failed | None = None
     cid_file_written: bool = False
@@ -220,9 +231,11 @@ class IpfsPipeline:
         self.stats = crawler.stats
         self.profile: Profile = get_profile(settings.get("HFSCRAPER_IPFS_PROFILE") or "unixfs-v1-2025")
         self.backend_name: str = settings.get("HFSCRAPER_IPFS_BACKEND") or "embedded"
-        self.layout: str = settings.get("HFSCRAPER_IPFS_CAR_LAYOUT") or "pack"
+        self.layout: str = settings.get("HFSCRAPER_IPFS_CAR_LAYOUT") or FILESTORE
         if self.layout not in LAYOUTS:
             raise NotConfigured(f"HFSCRAPER_IPFS_CAR_LAYOUT must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.layout == FILESTORE and self.backend_name != "embedded":
+            self.layout = "pack"  # a node imports the blocks from CARs: they reach it in packs
         self.state_file, self.output_dir = state_location(settings)
         car_dir = settings.get("HFSCRAPER_IPFS_CAR_DIR")
         self.car_dir = (
@@ -275,7 +288,8 @@ class IpfsPipeline:
             logger.error("IPFS backend unavailable: %(error)s", {"error": exc})
             raise CloseSpider("ipfs_unavailable") from exc
         logger.info(
-            "IPFS: profile %(profile)s, pins on %(backend)s (%(version)s), CARs (%(layout)s) in %(cars)s",
+            "IPFS: profile %(profile)s, pins on %(backend)s (%(version)s), CARs (%(layout)s) in %(cars)s"
+            + (" (none written: built from the folders on demand)" if self.layout == FILESTORE else ""),
             {
                 "profile": self.profile.name, "backend": self.backend.describe(),
                 "version": version.get("Version"), "cars": self.car_dir, "layout": self.layout,
@@ -356,7 +370,10 @@ class IpfsPipeline:
         inc("hfscraper/ipfs/files", len(done.files) - 1)
         inc("hfscraper/ipfs/bytes", done.total_size)
         inc(f"hfscraper/ipfs/cid_file/{'written' if done.cid_file_written else 'unchanged'}")
-        inc(f"hfscraper/ipfs/car/{'written' if done.car_written else 'unchanged'}")
+        if done.car_path is None:
+            inc("hfscraper/ipfs/car/on_demand")
+        else:
+            inc(f"hfscraper/ipfs/car/{'written' if done.car_written else 'unchanged'}")
         inc(f"hfscraper/ipfs/pin/{'pinned' if done.pinned else 'unchanged'}")
         if done.car_written:
             inc("hfscraper/ipfs/car/bytes", done.car_size)
@@ -393,7 +410,10 @@ class IpfsPipeline:
         for entity in entities:
             by_type.setdefault(entity.job.repo_type, []).append(entity)
         for repo_type, group in by_type.items():
-            if self.layout == "pack":
+            if self.layout == FILESTORE:
+                for entity in group:
+                    self._address_only(entity)
+            elif self.layout == "pack":
                 cars += self._write_cars(repo_type, group, pack=True)
             else:
                 for entity in group:
@@ -412,10 +432,9 @@ class IpfsPipeline:
     def _outcome(self, e: _Entity) -> Addressed | Failed:
         if e.failed is not None:
             return e.failed
-        assert e.car is not None
         size = e.length or 0
-        return Addressed(e.root, e.records, e.total, e.cid_file_written, self.car_dir / e.car, e.written, size,
-                         e.written)  # fmt: skip
+        car = self.car_dir / e.car if e.car is not None else None
+        return Addressed(e.root, e.records, e.total, e.cid_file_written, car, e.written, size, e.repin)
 
     def _type_root(self, repo_type: str) -> Path:
         root = self._roots.get(repo_type)
@@ -457,6 +476,33 @@ class IpfsPipeline:
         return [(name, len(written), size)]
 
     def _build(self, entity: _Entity, writer: PackWriter, held: dict[str, list[str]]) -> None:
+        writer.begin()
+        cid = self._import(entity, writer.sink)
+        if cid is None:
+            writer.rollback()
+            return
+        prev = entity.previous
+        if prev is not None and prev.root_cid == entity.root and self._holds(prev, held):
+            writer.rollback()  # the recorded CAR already holds this DAG
+            entity.car, entity.offset, entity.length = prev.car_path, prev.car_offset, prev.car_length
+            return
+        placed = writer.commit(cid)
+        entity.offset, entity.length, entity.written, entity.repin = placed.offset, placed.length, True, True
+
+    def _address_only(self, entity: _Entity) -> None:
+        """The filestore layout: the DAG is hashed, no block written; a new pin (no CAR file) unless the recorded
+        one already is that root without a CAR (a pin into a pack or own CAR is replaced: its CAR is released)."""
+        if self._import(entity, None) is None:
+            return
+        prev = entity.previous
+        entity.repin = not (
+            prev is not None and prev.root_cid == entity.root and prev.car_path is None
+            and prev.profile == self.profile.name
+        )  # fmt: skip
+
+    def _import(self, entity: _Entity, sink: BlockSink | None) -> bytes | None:
+        """Check the entity's folder and build its DAG into *sink* (None: hash only), recording its CIDs; the
+        root CID, or None with `entity.failed` set."""
         job = entity.job
         root_dir = self._type_root(job.repo_type)
         folder = root_dir / job.folder.name
@@ -466,43 +512,34 @@ class IpfsPipeline:
             mode = 0
         except OSError as exc:
             entity.failed = Failed("disk", exc)
-            return
+            return None
         if stat.S_ISLNK(mode):
             entity.failed = Failed("folder", IpfsError(f"{folder} is a symbolic link; nothing to address"))
-            return
+            return None
         if not stat.S_ISDIR(mode):
             entity.failed = Failed(
                 "folder", IpfsError(f"{folder} is not a stored entity folder (no metadata.json); nothing to address")
             )
-            return
-        importer = Importer(self.profile, writer.sink, exclude=NOT_ADDRESSED, skip_prefix=TEMP_PREFIX)
+            return None
+        importer = Importer(self.profile, sink, exclude=NOT_ADDRESSED, skip_prefix=TEMP_PREFIX)
         importer.files = []
-        writer.begin()
         try:
             link = importer.add_directory(folder)
         except (OSError, ValueError) as exc:
-            writer.rollback()
             entity.failed = Failed("disk" if isinstance(exc, OSError) else "folder", exc)
-            return
+            return None
         if not any(rel == METADATA_FILE for rel, _, _ in importer.files):
-            writer.rollback()
             entity.failed = Failed(
                 "folder", IpfsError(f"{folder} is not a stored entity folder (no metadata.json); nothing to address")
             )
-            return
+            return None
         entity.job = Job(job.repo_type, job.repo_id, folder)
         entity.root = cid_to_str(link.cid)
         records = [CidRecord(rel, cid_to_str(lk.cid), size) for rel, lk, size in importer.files]
         records.sort(key=lambda r: r.path.encode("utf-8", "surrogateescape"))
         entity.total = sum(r.size for r in records)
         entity.records = (*records, CidRecord(FOLDER_PATH, entity.root, entity.total))
-        prev = entity.previous
-        if prev is not None and prev.root_cid == entity.root and self._holds(prev, held):
-            writer.rollback()  # the recorded CAR already holds this DAG
-            entity.car, entity.offset, entity.length = prev.car_path, prev.car_offset, prev.car_length
-            return
-        placed = writer.commit(link.cid)
-        entity.offset, entity.length, entity.written = placed.offset, placed.length, True
+        return link.cid
 
     def _holds(self, pin: PinRow, held: dict[str, list[str]]) -> bool:
         """Whether the CAR a pin names is on disk with the pin's root: a pack's header names it and the entity's
@@ -598,7 +635,7 @@ class IpfsPipeline:
             if e.failed is not None:
                 continue
             pin = None
-            if e.written:
+            if e.repin:
                 pin = PinRow(backend.name, e.job.repo_type, e.job.repo_id, e.root, self.profile.name, e.car, when,
                              e.offset, e.length)  # fmt: skip
             done.append(Addressing(e.job.repo_type, e.job.repo_id, e.records, pin))

@@ -96,7 +96,8 @@ def run_plan(tmp_path: Path, plan: dict[str, Any]) -> None:
 
 
 def _step(replica: ReplicaHandle, out: Path, log: Path, settings: dict[str, str], **extra: Any) -> dict[str, Any]:
-    command = crawl_command("models", out, settings={**METADATA_ONLY, **settings}, page_size=PAGE_SIZE)
+    packed = {**METADATA_ONLY, "HFSCRAPER_IPFS_CAR_LAYOUT": "pack"}  # as `clean`, whose tree they are compared with
+    command = crawl_command("models", out, settings={**packed, **settings}, page_size=PAGE_SIZE)
     return {"run": command + extra.pop("options", []), "env": crawl_env(replica, out), "log": str(log), **extra}
 
 

@@ -233,7 +233,7 @@ def test_crawlall_stops_all_three_spiders(replica: ReplicaHandle, tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     log = tmp_path / "crawl.log"
-    run_plan(tmp_path, {"out": str(out), "options": "size=2m", "steps": [_step(replica, out, log, spider="")]})
+    run_plan(tmp_path, {"out": str(out), "options": "size=1m", "steps": [_step(replica, out, log, spider="")]})
     rc, text, _ = _result(log)
     assert "Traceback" not in text, text[-3000:]
     assert rc == 1

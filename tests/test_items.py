@@ -372,3 +372,54 @@ def test_every_class_maps_every_documented_listing_key() -> None:
         missing = set(values) - set(cls.api_keys())
         assert not missing, (cls.__name__, missing)
     assert {"_id", "id", "modelId"} <= set(ModelItem.api_keys())
+
+
+# -- from_api's direct construction ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitModel(ModelItem):
+    """Built through `__init__` (a class of another module): what `from_api` makes directly for this module's."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitDataset(DatasetItem):
+    pass
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitSpace(SpaceItem):
+    pass
+
+
+@dataclasses.dataclass(kw_only=True)
+class _CountingModel(ModelItem):
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.notes.append("post_init ran")
+
+
+def test_from_api_builds_the_item_init_builds(hub_fixtures: Path) -> None:
+    payloads = [payload for _, payload in _recorded(hub_fixtures)]
+    payloads += [{"id": "a/b"}, {"id": "a/b", "lastModified": "yesterday", "createdAt": None, "newKey": [1]}]
+    for payload in payloads:
+        for direct_cls, init_cls in ((ModelItem, _InitModel), (DatasetItem, _InitDataset), (SpaceItem, _InitSpace)):
+            direct, built = direct_cls.from_api(payload), init_cls.from_api(payload)
+            assert vars(direct) == vars(built)
+            assert ItemAdapter(direct).asdict() == ItemAdapter(built).asdict()
+            assert direct.to_api() == built.to_api() == payload
+            assert direct._pending_stages is not built._pending_stages and direct.extra is not built.extra
+            # Setting a field afterwards behaves the same way (the copy of the source is dropped).
+            direct.likes = built.likes = 7
+            assert vars(direct) == vars(built) and direct.to_api() == built.to_api()
+    first, second = ModelItem.from_api({"id": "a/b"}), ModelItem.from_api({"id": "a/c"})
+    first._pending_stages.add("files")
+    first.extra["x"] = 1
+    assert second._pending_stages == set() and second.extra == {}
+
+
+def test_from_api_runs_a_subclass_post_init() -> None:
+    item = _CountingModel.from_api({"id": "a/b", "likes": 3})
+    assert item.notes == ["post_init ran"] and item.likes == 3 and item.to_api() == {"id": "a/b", "likes": 3}

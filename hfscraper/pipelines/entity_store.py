@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import orjson
-from itemadapter import ItemAdapter
 from scrapy.exceptions import CloseSpider, DropItem
 from scrapy.utils.asyncio import is_asyncio_available, run_in_thread
 
@@ -179,7 +178,7 @@ class EntityStorePipeline:
         if not isinstance(item, HubEntityItem):
             return item
         self._check_folders()
-        repo_id = ItemAdapter(item).get("id")
+        repo_id = item.id  # (not ItemAdapter: it lists the dataclass fields for every entity)
         try:
             folder = entity_folder_name(repo_id)
         except HostileIdError as exc:

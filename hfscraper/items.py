@@ -64,13 +64,25 @@ def format_hub_datetime(value: datetime) -> str:
     >>> format_hub_datetime(datetime(2022, 3, 2, 23, 29, 4, 120999, tzinfo=UTC))
     '2022-03-02T23:29:04.120Z'
     """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    v = value.astimezone(UTC)
-    return (
+    text = _FORMATTED.get(value)
+    if text is not None:
+        return text
+    v = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    text = (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
         f".{v.microsecond // 1000:03d}Z"
     )
+    if len(_FORMATTED) >= _FORMATTED_MAX:
+        _FORMATTED.clear()
+    _FORMATTED[value] = text
+    return text
+
+
+#: Dates formatted lately: a crawl formats each entity's `lastModified` three times (`hfscraper.state.item_version`,
+#: for the page's checkpoint, deltafetch and the entity's record). Keyed by the datetime, whose equality is the
+#: instant (aware ones; naive ones, taken as UTC, never equal an aware one), which is all the text depends on.
+_FORMATTED: dict[datetime, str] = {}
+_FORMATTED_MAX = 1 << 14
 
 
 def _api(name: str | None = None, *, date: bool = False) -> Any:

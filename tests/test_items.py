@@ -12,7 +12,7 @@ import json
 import pickle
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +423,26 @@ def test_from_api_builds_the_item_init_builds(hub_fixtures: Path) -> None:
 def test_from_api_runs_a_subclass_post_init() -> None:
     item = _CountingModel.from_api({"id": "a/b", "likes": 3})
     assert item.notes == ["post_init ran"] and item.likes == 3 and item.to_api() == {"id": "a/b", "likes": 3}
+
+
+def test_format_hub_datetime_gives_the_same_text_from_its_cache() -> None:
+    rng = random.Random(3)
+    offsets = [UTC, *(timezone(timedelta(minutes=m)) for m in (-720, -90, 0, 45, 330, 840))]
+    values = []
+    for _ in range(3000):
+        instant = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**16))
+        values.append(instant.astimezone(rng.choice(offsets)))
+        values.append(instant.replace(tzinfo=None))  # naive: taken as UTC
+    expected = [_reference_format(v) for v in values]
+    items_module._FORMATTED.clear()
+    assert [format_hub_datetime(v) for v in values] == expected  # first look
+    assert [format_hub_datetime(v) for v in values] == expected  # from the cache
+    assert [format_hub_datetime(v) for v in reversed(values)] == expected[::-1]
+    assert len(items_module._FORMATTED) <= items_module._FORMATTED_MAX
+
+
+def _reference_format(value: datetime) -> str:
+    """format_hub_datetime's formula, computed afresh."""
+    v = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    day = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    return f"{day}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond // 1000:03d}Z"

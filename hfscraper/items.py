@@ -64,13 +64,25 @@ def format_hub_datetime(value: datetime) -> str:
     >>> format_hub_datetime(datetime(2022, 3, 2, 23, 29, 4, 120999, tzinfo=UTC))
     '2022-03-02T23:29:04.120Z'
     """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    v = value.astimezone(UTC)
-    return (
+    text = _FORMATTED.get(value)
+    if text is not None:
+        return text
+    v = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    text = (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
         f".{v.microsecond // 1000:03d}Z"
     )
+    if len(_FORMATTED) >= _FORMATTED_MAX:
+        _FORMATTED.clear()
+    _FORMATTED[value] = text
+    return text
+
+
+#: Dates formatted lately: a crawl formats each entity's `lastModified` three times (`hfscraper.state.item_version`,
+#: for the page's checkpoint, deltafetch and the entity's record). Keyed by the datetime, whose equality is the
+#: instant (aware ones; naive ones, taken as UTC, never equal an aware one), which is all the text depends on.
+_FORMATTED: dict[datetime, str] = {}
+_FORMATTED_MAX = 1 << 14
 
 
 def _api(name: str | None = None, *, date: bool = False) -> Any:
@@ -83,6 +95,9 @@ class _FieldMap:
     api_to_attr: dict[str, str]
     attr_to_api: dict[str, str]
     dates: frozenset[str]  # API keys holding dates
+    # Every field's default but `extra`'s (a new dict each time), for `from_api` to fill an item's attributes directly;
+    # None for a class whose `__init__` or `__post_init__` may do more than this module's do.
+    defaults: dict[str, Any] | None
 
 
 @dataclass(kw_only=True)
@@ -193,10 +208,21 @@ class HubEntityItem:
                 raw[key] = (parsed, value)
             else:
                 kwargs[attr] = value
-        item = cls(**kwargs, extra=extra)
-        item._api_order = list(payload)
-        item._api_raw = raw
-        item._api_source = payload
+        if fmap.defaults is None:
+            item = cls(**kwargs, extra=extra)
+            item._api_order = list(payload)
+            item._api_raw = raw
+            item._api_source = payload
+            return item
+        # What `cls(**kwargs, extra=extra)` and the three lines above make, without one __setattr__ call per field (a
+        # third of this method's time, for every entity of a crawl).
+        item = object.__new__(cls)
+        values = item.__dict__
+        values.update(fmap.defaults)
+        values.update(kwargs)
+        values["extra"] = extra
+        values.update(_api_order=list(payload), _api_raw=raw, _api_source=payload, **_BOOKKEEPING)
+        values["_pending_stages"] = set()
         return item
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -258,6 +284,11 @@ class HubEntityItem:
             self._api_order.append(key)
 
 
+#: The bookkeeping `__post_init__` starts an item with, but the three `from_api` sets and `_pending_stages` (a new set
+#: each time). tests/test_items.py checks that an item `from_api` builds directly is the one `__init__` builds.
+_BOOKKEEPING: dict[str, Any] = {"_crawl_page": None, "_in_feed": False}
+
+
 @cache
 def _field_map_of(cls: type[HubEntityItem]) -> _FieldMap:
     api_to_attr: dict[str, str] = {}
@@ -271,7 +302,10 @@ def _field_map_of(cls: type[HubEntityItem]) -> _FieldMap:
         attr_to_api[f.name] = key
         if f.metadata.get("date"):
             dates.add(key)
-    return _FieldMap(api_to_attr, attr_to_api, frozenset(dates))
+    defaults: dict[str, Any] | None = None
+    if cls.__module__ == __name__:  # this module's classes: the generated __init__ and HubEntityItem's __post_init__
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return _FieldMap(api_to_attr, attr_to_api, frozenset(dates), defaults)
 
 
 @dataclass(kw_only=True)

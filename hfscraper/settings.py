@@ -79,6 +79,8 @@ DOWNLOADER_MIDDLEWARES: dict[str, int] = {
 COOKIES_ENABLED = False
 # No log record per scraped item unless LOG_LEVEL shows it (hfscraper/logformatter.py).
 LOG_FORMATTER = "hfscraper.logformatter.QuietLogFormatter"
+# Scrapy's MemoryStatsCollector without Scrapy 2.19's Python-level __getattribute__ (microseconds per stats call).
+STATS_CLASS = "hfscraper.extensions.stats.StatsCollector"
 SPIDER_MIDDLEWARES: dict[str, int] = {
     # Drops entities the crawl state already holds (this crawl's own, after a resume; unchanged ones with
     # DELTAFETCH_ENABLED) before they reach the item pipeline.

@@ -12,7 +12,7 @@ import json
 import pickle
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +372,77 @@ def test_every_class_maps_every_documented_listing_key() -> None:
         missing = set(values) - set(cls.api_keys())
         assert not missing, (cls.__name__, missing)
     assert {"_id", "id", "modelId"} <= set(ModelItem.api_keys())
+
+
+# -- from_api's direct construction ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitModel(ModelItem):
+    """Built through `__init__` (a class of another module): what `from_api` makes directly for this module's."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitDataset(DatasetItem):
+    pass
+
+
+@dataclasses.dataclass(kw_only=True)
+class _InitSpace(SpaceItem):
+    pass
+
+
+@dataclasses.dataclass(kw_only=True)
+class _CountingModel(ModelItem):
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.notes.append("post_init ran")
+
+
+def test_from_api_builds_the_item_init_builds(hub_fixtures: Path) -> None:
+    payloads = [payload for _, payload in _recorded(hub_fixtures)]
+    payloads += [{"id": "a/b"}, {"id": "a/b", "lastModified": "yesterday", "createdAt": None, "newKey": [1]}]
+    for payload in payloads:
+        for direct_cls, init_cls in ((ModelItem, _InitModel), (DatasetItem, _InitDataset), (SpaceItem, _InitSpace)):
+            direct, built = direct_cls.from_api(payload), init_cls.from_api(payload)
+            assert vars(direct) == vars(built)
+            assert ItemAdapter(direct).asdict() == ItemAdapter(built).asdict()
+            assert direct.to_api() == built.to_api() == payload
+            assert direct._pending_stages is not built._pending_stages and direct.extra is not built.extra
+            # Setting a field afterwards behaves the same way (the copy of the source is dropped).
+            direct.likes = built.likes = 7
+            assert vars(direct) == vars(built) and direct.to_api() == built.to_api()
+    first, second = ModelItem.from_api({"id": "a/b"}), ModelItem.from_api({"id": "a/c"})
+    first._pending_stages.add("files")
+    first.extra["x"] = 1
+    assert second._pending_stages == set() and second.extra == {}
+
+
+def test_from_api_runs_a_subclass_post_init() -> None:
+    item = _CountingModel.from_api({"id": "a/b", "likes": 3})
+    assert item.notes == ["post_init ran"] and item.likes == 3 and item.to_api() == {"id": "a/b", "likes": 3}
+
+
+def test_format_hub_datetime_gives_the_same_text_from_its_cache() -> None:
+    rng = random.Random(3)
+    offsets = [UTC, *(timezone(timedelta(minutes=m)) for m in (-720, -90, 0, 45, 330, 840))]
+    values = []
+    for _ in range(3000):
+        instant = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**16))
+        values.append(instant.astimezone(rng.choice(offsets)))
+        values.append(instant.replace(tzinfo=None))  # naive: taken as UTC
+    expected = [_reference_format(v) for v in values]
+    items_module._FORMATTED.clear()
+    assert [format_hub_datetime(v) for v in values] == expected  # first look
+    assert [format_hub_datetime(v) for v in values] == expected  # from the cache
+    assert [format_hub_datetime(v) for v in reversed(values)] == expected[::-1]
+    assert len(items_module._FORMATTED) <= items_module._FORMATTED_MAX
+
+
+def _reference_format(value: datetime) -> str:
+    """format_hub_datetime's formula, computed afresh."""
+    v = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    day = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    return f"{day}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond // 1000:03d}Z"

@@ -1,7 +1,9 @@
-"""`MemoryExtension`: glibc's mmap threshold fixed, and what that does to a heap a crawl's pattern fragments."""
+"""`MemoryExtension`: glibc's mmap threshold fixed, and what that does to a heap a crawl's pattern fragments; Python's
+garbage collection threshold raised, and what that does to the full collections a crawl's pattern triggers."""
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import subprocess
@@ -12,8 +14,9 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
+from hfscraper.config import SCHEMA
 from hfscraper.extensions import memory
-from hfscraper.extensions.memory import MemoryExtension, set_mmap_threshold
+from hfscraper.extensions.memory import MemoryExtension, set_gc_threshold, set_mmap_threshold
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's threshold is glibc's")
 
@@ -82,3 +85,72 @@ def test_the_project_enables_it() -> None:
     from hfscraper import settings
 
     assert settings.EXTENSIONS["hfscraper.extensions.memory.MemoryExtension"] == 100
+
+
+# A crawl's object pattern, shrunk: a heap of long-lived objects (the items and pages in flight), listing pages decoded
+# one after another (each a thousand entities of nested dicts and lists, the last few alive), and a few reference
+# cycles of garbage per entity (what Twisted and asyncio leave).
+_GC_PATTERN = textwrap.dedent(
+    """
+    import gc, json, sys
+    from hfscraper.extensions.memory import set_gc_threshold
+
+    if sys.argv[1] != "default":
+        set_gc_threshold(int(sys.argv[1]))
+    entity = {"id": "o/n", "tags": ["a", "b"], "cardData": {"x": [1, 2.5]}, "siblings": [{"rfilename": "f"}] * 8}
+    page = json.dumps([dict(entity, id=f"o/n{i}") for i in range(1000)])
+    heap = [{"k": [i]} for i in range(30_000)]
+    gc.collect()
+    before = [s["collections"] for s in gc.get_stats()]
+    pages, cycles = [], 0
+    for _ in range(60):
+        pages = [*pages[-2:], json.loads(page)]
+        for _ in range(30):
+            a = []; a.append(a); cycles += 1
+    del a
+    after = [s["collections"] for s in gc.get_stats()]
+    gc.collect()
+    print(json.dumps({"collections": [b - a for a, b in zip(before, after)], "cycles": cycles,
+                      "left": sum(1 for o in gc.get_objects() if type(o) is list and len(o) == 1 and o[0] is o)}))
+    """
+)
+
+
+def _collections(threshold: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", _GC_PATTERN, threshold], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_a_raised_gc_threshold_stops_the_full_collections() -> None:
+    default, raised = _collections("default"), _collections("10000")
+    young, _, full = default["collections"]  # type: ignore[misc]
+    # At 700 the decoded pages alone trigger a full collection every few pages, each over the whole heap.
+    assert full >= 5 and young >= 600, default
+    assert raised["collections"][2] <= full // 5, (default, raised)  # type: ignore[index]
+    assert raised["collections"][0] <= young // 10, (default, raised)  # type: ignore[index]
+    # The same garbage is still found: no cycle outlives a collection.
+    assert default["left"] == raised["left"] == 0
+
+
+def test_the_extension_sets_the_gc_threshold_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_applied", {})
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        for _ in range(3):
+            ext = MemoryExtension.from_crawler(
+                get_crawler(
+                    settings_dict={"HFSCRAPER_MEMORY_GC_THRESHOLD": 12345, "HFSCRAPER_MEMORY_MMAP_THRESHOLD": 0}
+                )
+            )
+            assert ext.gc_threshold == 12345
+        assert gc.get_threshold() == (12345, 10, 10)
+        set_gc_threshold(5000)
+        assert gc.get_threshold() == (5000, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_the_project_raises_the_gc_threshold() -> None:
+    (setting,) = [s for s in SCHEMA if s.name == "HFSCRAPER_MEMORY_GC_THRESHOLD"]
+    assert setting.default == 10_000

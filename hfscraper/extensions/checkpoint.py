@@ -455,7 +455,8 @@ class CrawlSession:
         """Record that *item* went through every stage (less those it left pending, `item._pending_stages`);
         returns once the record is committed."""
         sha, last_modified = item_version(item)
-        stages = tuple(s for s in self.stages if s not in item._pending_stages)  # pending: redone by the next crawl
+        pending = item._pending_stages  # redone by the next crawl
+        stages = tuple(s for s in self.stages if s not in pending) if pending else self.stages
         record = EntityRecord(item.repo_type, item.id, sha, last_modified, self.shape, stages)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()

@@ -2,7 +2,8 @@
 
 `output_dir/{models,datasets,spaces}/<folder>/metadata.json`, where `<folder>` is
 `hfscraper.hub.entity_folder_name(id)` (the rule is in that module's docstring). The file holds
-`item.to_api()` as `json.dumps(..., ensure_ascii=False, indent=2)` plus a newline, in UTF-8. It is written
+`item.to_api()` as `json.dumps(..., ensure_ascii=False, indent=2)` plus a newline, in UTF-8 (rendered by orjson
+wherever that gives the same bytes, see `render_metadata`). It is written
 atomically (a temporary file in the same folder, then `os.replace`), and not at all when it already holds
 the same bytes. Disk work (and the JSON encoding) runs in worker threads, off the reactor: the items that
 arrive in the same event-loop turn (up to 64) share one thread hop, which costs more CPU than an
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
-from itemadapter import ItemAdapter
+import orjson
 from scrapy.exceptions import CloseSpider, DropItem
 from scrapy.utils.asyncio import is_asyncio_available, run_in_thread
 
@@ -84,8 +85,59 @@ class FolderCollisionError(Exception):
     """
 
 
+#: The smallest float magnitude (besides zero) that orjson prints as `repr` (and so json.dumps) does. Below it the
+#: forms differ (`1e-7` against `1e-07`, `0.000015` against `1.5e-05`); every finite float from it up prints alike.
+_SMALLEST_ALIKE_FLOAT = 1e-4
+_INFINITY = float("inf")
+#: Payloads with more values than this are left to json.dumps (it also ends the walk over a self-referencing one).
+_MAX_ALIKE_VALUES = 1_000_000
+_ALIKE_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def _prints_alike(payload: dict[str, Any]) -> bool:
+    """True when orjson's indented output of *payload* is json.dumps's, byte for byte (or orjson refuses it).
+
+    That holds for plain JSON values: dicts with `str` keys, lists, `str`, `int`, `bool`, None, and the floats that
+    orjson formats like `repr`. Anything else (subclasses, tuples, datetimes, small or non-finite floats, which orjson
+    would print as `null`) goes to json.dumps. orjson refuses, with an error, what it cannot print the same way among
+    these: lone surrogates and integers beyond 64 bits."""
+    stack: list[Any] = [payload]
+    pop, extend = stack.pop, stack.extend
+    budget = _MAX_ALIKE_VALUES
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind in _ALIKE_SCALARS:
+            continue
+        budget -= 1
+        if budget < 0:
+            return False
+        if kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return False
+            extend(value.values())
+        elif kind is list:
+            extend(value)
+        elif kind is float:
+            if not (value == 0.0 or _SMALLEST_ALIKE_FLOAT <= abs(value) < _INFINITY):
+                return False
+        else:
+            return False
+    return True
+
+
 def render_metadata(payload: dict[str, Any]) -> tuple[bytes, bool]:
-    """The bytes of a `metadata.json`, and whether JSON escapes had to replace invalid Unicode."""
+    """The bytes of a `metadata.json`, and whether JSON escapes had to replace invalid Unicode.
+
+    The format is `json.dumps(payload, ensure_ascii=False, indent=2)` plus a newline. Python's encoder is pure Python
+    once `indent` is set (tens of microseconds per entity); orjson writes the same bytes in a few, so it renders every
+    payload `_prints_alike` accepts, and json.dumps the rest (and whatever orjson refuses)."""
+    if _prints_alike(payload):
+        try:
+            return orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), False
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits: json.dumps below
+            pass
     try:
         return (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), False
     except UnicodeEncodeError:  # lone surrogates from the Hub's JSON: keep them as \\udXXX escapes
@@ -126,7 +178,7 @@ class EntityStorePipeline:
         if not isinstance(item, HubEntityItem):
             return item
         self._check_folders()
-        repo_id = ItemAdapter(item).get("id")
+        repo_id = item.id  # (not ItemAdapter: it lists the dataclass fields for every entity)
         try:
             folder = entity_folder_name(repo_id)
         except HostileIdError as exc:

@@ -82,7 +82,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar
 
-from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.utils.asyncio import is_asyncio_available
@@ -358,7 +357,7 @@ class IpfsPipeline:
             self._fail(outcome.reason, label, outcome.error)
         self._count(outcome)
         cids = {r.path: r.cid for r in outcome.files}
-        files = ItemAdapter(item).get("files")
+        files = item.files  # (not ItemAdapter: it lists the dataclass fields for every entity)
         for entry in files or ():
             if isinstance(entry, dict) and entry.get("path") in cids:
                 entry["cid"] = cids[entry["path"]]

@@ -163,7 +163,9 @@ def test_a_lost_pack_is_noticed_and_its_entities_are_stored_again(replica: Repli
     assert_complete(crawl(replica, "models", out, settings=packed, page_size=10))
     clean = snapshot(out)
     packs = sorted((out / "car" / "packs" / "models").glob("*.car"))
-    assert len(packs) >= 2
+    # Usually several packs (one per IPFS batch); end-of-crawl compaction merges batches smaller than 8, which a
+    # loaded machine can make of every one: then the one pack is lost and all its entities are redone.
+    assert packs
     lost = packs[len(packs) // 2]
     roots = set(pack_roots(lost))
     held = {p for p, data in clean.items() if p.endswith("/ipfs_cid.txt") and data.strip().decode() in roots}

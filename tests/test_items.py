@@ -11,7 +11,6 @@ import doctest
 import json
 import pickle
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from hfscraper.items import (
     item_class_for,
     parse_hub_datetime,
 )
+from tests.support.fixtures import entities_in
 
 ITEM_CLASSES: list[type[HubEntityItem]] = [ModelItem, DatasetItem, SpaceItem]
 
@@ -82,21 +82,10 @@ def test_doctests() -> None:
 # -- recorded Hub JSON --------------------------------------------------------------------------------------
 
 
-def _entities(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        if isinstance(value.get("id"), str) and "_id" in value:
-            yield value
-        for v in value.values():
-            yield from _entities(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _entities(v)
-
-
 def _recorded(hub_fixtures: Path) -> list[tuple[str, dict[str, Any]]]:
     found = []
     for path in sorted(hub_fixtures.rglob("*.json")):
-        for entity in _entities(json.loads(path.read_text(encoding="utf-8"))):
+        for entity in entities_in(json.loads(path.read_text(encoding="utf-8")), require=("_id",)):
             found.append((path.name, entity))
     return found
 

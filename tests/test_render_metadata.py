@@ -24,6 +24,7 @@ from hfscraper import constants
 from hfscraper.hub import build_list_url, parse_link_next
 from hfscraper.items import item_class_for
 from hfscraper.pipelines.entity_store import _prints_alike, render_metadata
+from tests.support.fixtures import entities_in
 from tests.support.replica import replica_fixture
 
 replica = replica_fixture(
@@ -50,22 +51,11 @@ def assert_same(payload: Any) -> None:
     assert outcome(render_metadata, payload) == outcome(seed_format, payload), payload
 
 
-def _entities(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        if isinstance(value.get("id"), str):
-            yield value
-        for v in value.values():
-            yield from _entities(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _entities(v)
-
-
 def test_every_recorded_fixture_renders_as_before(hub_fixtures: Path) -> None:
     rendered = fast = 0
     for path in sorted(hub_fixtures.rglob("*.json")):
         document = json.loads(path.read_text(encoding="utf-8"))
-        for payload in [document, *_entities(document)]:
+        for payload in [document, *entities_in(document)]:
             if not isinstance(payload, dict):
                 continue
             assert_same(payload)

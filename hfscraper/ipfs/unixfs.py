@@ -21,6 +21,7 @@ only the CID is wanted).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -87,8 +88,26 @@ def hamt_hash(name: bytes) -> int:
     return mmh3.hash64(name, seed=0, x64arch=True, signed=False)[0]
 
 
+@functools.cache
+def hamt_prefixes(fanout: int) -> tuple[bytes, ...]:
+    """The upper-case hex bucket prefixes of a HAMT shard's link names (made once: an importer per entity)."""
+    width = len(f"{fanout - 1:X}")
+    return tuple(f"{i:0{width}X}".encode("ascii") for i in range(fanout))
+
+
 def normalize_exclude(exclude: Iterable[str | os.PathLike[str]]) -> frozenset[str]:
     """Relative paths as the walk compares them: `/`-separated, no `./`, no trailing slash."""
+    if isinstance(exclude, frozenset):
+        return _normalize_frozen(exclude)  # the pipelines' constant sets: normalized once, not per entity
+    return _normalize(exclude)
+
+
+@functools.cache
+def _normalize_frozen(exclude: frozenset[str | os.PathLike[str]]) -> frozenset[str]:
+    return _normalize(exclude)
+
+
+def _normalize(exclude: Iterable[str | os.PathLike[str]]) -> frozenset[str]:
     out = set()
     for item in exclude:
         text = PurePosixPath(os.fspath(item).replace(os.sep, "/")).as_posix()
@@ -157,10 +176,8 @@ class Importer:
         self.last_size = 0
         self._full_wrapper = file_leaf_wrapper(profile.chunk_size)
         self._pb_prefix = _CID_V0_PREFIX if profile.cid_version == 0 else _CID_V1_PB_PREFIX
-        fanout = profile.hamt_fanout
-        self._hamt_bits = fanout.bit_length() - 1
-        width = len(f"{fanout - 1:X}")
-        self._hamt_prefixes = [f"{i:0{width}X}".encode("ascii") for i in range(fanout)]
+        self._hamt_bits = profile.hamt_fanout.bit_length() - 1
+        self._hamt_prefixes = hamt_prefixes(profile.hamt_fanout)
 
     # --- blocks ---------------------------------------------------------------------------------------------------
 

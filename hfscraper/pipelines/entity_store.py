@@ -61,7 +61,7 @@ DEFAULT_OUTPUT_DIR = "output"
 BATCH_SIZE = 64
 #: Groups written at once: one keeps the GIL for the reactor (the work is mostly Python), the second overlaps its
 #: system calls.
-STORE_THREADS = int(__import__("os").environ.get("XST", "2"))
+STORE_THREADS = 2
 #: Seconds between two checks that the output and state folders are still the crawl's (not renamed away).
 FOLDER_CHECK_INTERVAL = 1.0
 

@@ -141,7 +141,7 @@ SCRATCH_FOLDER: Final = ".tmp"
 #: CAR layouts (HFSCRAPER_IPFS_CAR_LAYOUT); the first is the default.
 LAYOUTS: Final = (FILESTORE, "pack", "entity")
 #: Worker threads hashing and writing CARs (one batch each).
-HASH_WORKERS: Final = int(os.environ.get("XHW", "2"))
+HASH_WORKERS: Final = 2
 #: The most entities one batch (and so one pack) holds.
 BATCH_SIZE: Final = 128
 #: Packs with at most this share of their entities still pinned are compacted at the end of a crawl.

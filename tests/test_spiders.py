@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from hfscraper.constants import DEFAULT_EXPAND
 from hfscraper.items import DatasetItem, ModelItem, SpaceItem
-from hfscraper.spiders.base import HubListingSpider
+from hfscraper.spiders.base import HubListingSpider, load_json
 from hfscraper.spiders.datasets import DatasetsSpider
 from hfscraper.spiders.models import ModelsSpider
 from hfscraper.spiders.spaces import SpacesSpider
@@ -318,6 +318,33 @@ def test_bad_pages_are_counted_not_fatal(body: bytes, content_type: str, reason:
     with pytest.raises(CloseSpider) as info:
         spider._spider_idle()
     assert info.value.reason == "listing_incomplete"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps([entity(1), entity(2)]).encode(),
+        b'[{"id": "a/b", "x": 1e400, "n": 123456789012345678901234567890}]',  # beyond float and 64 bits
+        b'[{"id": "a/\\ud800"}]',  # a lone surrogate escape
+        b'[{"id": "a/b", "v": NaN, "w": -Infinity}]',
+        b"\xef\xbb\xbf[1]",  # a UTF-8 byte-order mark
+        "[1, 2]".encode("utf-16"),
+        b'[{"a": 1, "a": 2}]',  # the last duplicate wins in both
+        b'[-0.0, 0.1, 1.7976931348623157e308, 5e-324, "\\u00e9", "\xc3\xa9"]',
+        b"[" * 900 + b"]" * 900,
+    ],
+)
+def test_page_parser_equals_json_loads(body: bytes) -> None:
+    # orjson parses pages where it can; the values (and their types) must be json.loads' own.
+    expected = json.loads(body)
+    got = load_json(body)
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe\x00garbage", b"[1,]", b"[" * 100_000 + b"]" * 100_000])
+def test_page_parser_refuses_what_json_loads_refuses(body: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        load_json(body)
 
 
 def test_binary_response_is_handled() -> None:

@@ -211,7 +211,8 @@ def record_batch(
                 (backend, entry.repo_type, entry.id),
             ).fetchone()
             db.execute(_INSERT_PIN, _pin_values(pin))
-            db.execute("UPDATE car_packs SET refs = refs + 1 WHERE name = ?", (pin.car_path,))
+            if pin.car_path is not None:  # a filestore pin has no CAR to count
+                db.execute("UPDATE car_packs SET refs = refs + 1 WHERE name = ?", (pin.car_path,))
             if old is not None:
                 released.append(old[1])
                 if (

@@ -220,10 +220,11 @@ class EntityStorePipeline:
             raise StageFailed("stored", f"the crawl stopped ({failure.reason})")
 
     async def _run_in_thread(self, job: tuple[str, str, dict[str, Any], str]) -> tuple[bool, bool]:
-        if is_asyncio_available():
-            if self._batcher is None:
-                self._batcher = ThreadBatcher(self._store_job, max_size=BATCH_SIZE, max_in_flight=STORE_THREADS)
-            return await self._batcher(job)
+        batcher = self._batcher
+        if batcher is None and is_asyncio_available():  # asked once: the check costs more than a store
+            batcher = self._batcher = ThreadBatcher(self._store_job, max_size=BATCH_SIZE, max_in_flight=STORE_THREADS)
+        if batcher is not None:
+            return await batcher(job)
         return await run_in_thread(self._store_job, job)
 
     def _refuse(self, reason: str, repo_id: object, message: str) -> NoReturn:

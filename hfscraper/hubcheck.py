@@ -147,7 +147,7 @@ class HubCheck:
             return None
 
     def _add(self, name: str, expected: str, observed: str, ok: bool) -> bool:
-        self.report.checks.append(Check(name, expected, _short(observed), ok))
+        self.report.checks.append(Check(name, expected, _short(observed, 70), ok))
         return ok
 
     # -- the checks --------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class HubCheck:
         query = parse_qs(urlsplit(next_url).query) if next_url else {}
         same_origin = next_url is not None and self._origin_of(next_url) == self._origin
         ok = bool(next_url) and same_origin and "cursor" in query and query.get("limit") == ["2"]
-        shown = "no rel=\"next\" link" if next_url is None else f"{urlsplit(next_url).path}?{sorted(query)}"
+        shown = 'no rel="next" link' if next_url is None else f"{urlsplit(next_url).path}?{sorted(query)}"
         self._add('Link rel="next" cursor', "an absolute URL on the Hub with cursor= and the same limit", shown, ok)
         if ok:
             assert next_url is not None
@@ -295,8 +295,8 @@ class HubCheck:
             observed = f"{response.status_code} to {location}"
         else:
             ok = response.status_code == 200 and got == repo_id
-            observed = f"HTTP {response.status_code}, id {got!r}"
-        self._add("case-insensitive id", f"{other} answers as {repo_id}", observed, ok)
+            observed = f"HTTP {response.status_code}, id {got!r}" if got != repo_id else f"{other}: {repo_id}"
+        self._add("case-insensitive id", "the id in other case answers with the canonical id", observed, ok)
 
     def _unknown_subpath(self, model: dict[str, Any]) -> None:
         url = build_entity_url(self.endpoint, "model", model["id"]) + "/hfscraper-hubcheck-unknown"
@@ -304,7 +304,10 @@ class HubCheck:
         code = response.headers.get("X-Error-Code")
         ok = response.status_code == 404 and code != "RepoNotFound"
         self._add(
-            "unknown sub-path", "a plain 404 (not RepoNotFound: the repo exists)", f"HTTP {response.status_code}, X-Error-Code {code}", ok
+            "unknown sub-path",
+            "a plain 404 (not RepoNotFound: the repo exists)",
+            f"HTTP {response.status_code}, X-Error-Code {code}",
+            ok,
         )
 
     def _missing_repo(self) -> None:
@@ -337,7 +340,8 @@ class HubCheck:
         )
 
     def _gated_repo(self) -> None:
-        url = f"{self.endpoint}/api/models?{urlencode([('gated', 'true'), ('limit', 1), ('expand', 'gated'), ('expand', 'siblings')])}"
+        query = urlencode([("gated", "true"), ("limit", 1), ("expand", "gated"), ("expand", "siblings")])
+        url = f"{self.endpoint}/api/models?{query}"
         response = self._send("GET", url)
         data = self._json(response)
         entries = data if isinstance(data, list) else []
@@ -345,7 +349,10 @@ class HubCheck:
         listed_ok = response.status_code == 200 and bool(entries) and len(gated) == len(entries)
         shown = [f"{e.get('id')}: gated={e.get('gated')!r}" for e in entries if isinstance(e, dict)]
         self._add(
-            "gated filter", "gated=true lists only gated repos", f"HTTP {response.status_code}, {shown or 'nothing'}", listed_ok
+            "gated filter",
+            "gated=true lists only gated repos",
+            f"HTTP {response.status_code}, {shown or 'nothing'}",
+            listed_ok,
         )
         if not gated or not is_plain_id(gated[0].get("id")):
             return
@@ -386,7 +393,8 @@ class HubCheck:
         self._add(
             "small file 307",
             "307 to a relative /api/resolve-cache/... (no X-Linked-Size)",
-            f"HTTP {response.status_code}, Location {_short(location, 60) or 'none'}, X-Linked-Size {response.headers.get('X-Linked-Size')}",
+            f"HTTP {response.status_code}, Location {_short(location, 40) or 'none'}, "
+            f"X-Linked-Size {response.headers.get('X-Linked-Size')}",
             redirected and "X-Linked-Size" not in response.headers,
         )
         if response.status_code == 307 and location:
@@ -525,7 +533,8 @@ class HubCheck:
             else:
                 assert last is not None
                 limit, policy = last
-                observed = f"{len(seen)} responses; last r={limit.remaining} t={limit.reset} q={policy.quota} w={policy.window}"
+                last_seen = f"r={limit.remaining} t={limit.reset} q={policy.quota} w={policy.window}"
+                observed = f"{len(seen)} responses; last {last_seen}"
             self._add(
                 f"RateLimit ({bucket})",
                 f'every response: RateLimit "{bucket}";r=;t= and RateLimit-Policy "fixed window";"{bucket}";q=;w=',
@@ -543,6 +552,10 @@ def render(report: Report) -> str:
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  -----")
     cost = ", ".join(f"{n} {where}" for where, n in sorted(report.requests.items()))
-    verdict = f"{len(report.drift)} of {len(report.checks)} checks drifted" if report.drift else f"all {len(report.checks)} checks hold"
+    verdict = (
+        f"{len(report.drift)} of {len(report.checks)} checks drifted"
+        if report.drift
+        else f"all {len(report.checks)} checks hold"
+    )
     lines.append(f"{verdict}; {sum(report.requests.values())} requests ({cost})")
     return "\n".join(lines)

@@ -19,7 +19,9 @@ TOKEN = "hf_hubcheckTokenThatMustStayOnTheHub0123"
 
 
 def hubcheck(replica: ReplicaHandle, tmp_path: Path, *options: str, env: dict[str, str] | None = None) -> Any:
-    return crawl(replica, "", tmp_path / "out", command_name="hubcheck", page_size=None, options=list(options), env_overrides=env)
+    return crawl(
+        replica, "", tmp_path / "out", command_name="hubcheck", page_size=None, options=list(options), env_overrides=env
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +74,10 @@ def test_every_check_holds_on_the_replica(replica: ReplicaHandle, tmp_path: Path
         ({"kind": "corrupt", "origin": "hub", "path": "^/api/resolve-cache/"}, {"small file bytes"}),
         ({"kind": "corrupt", "origin": "cdn"}, {"CDN download"}),
         ({"kind": "not_a_list", "origin": "hub", "path": "^/api/spaces"}, {"spaces listing (expand as the crawler)"}),
-        ({"kind": "expire_cursor", "origin": "hub", "path": "^/api/models"}, {"models listing, next page", "cursor paging"}),
+        (
+            {"kind": "expire_cursor", "origin": "hub", "path": "^/api/models"},
+            {"models listing, next page", "cursor paging"},
+        ),
         ({"kind": "html200", "origin": "viewer", "path": "^/is-valid"}, {"viewer is-valid"}),
     ],
 )

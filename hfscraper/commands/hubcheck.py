@@ -63,13 +63,17 @@ class Command(ScrapyCommand):
         endpoint = self.settings.get("HFSCRAPER_HUB_ENDPOINT") or constants.HF_ENDPOINT
         viewer = self.settings.get("HFSCRAPER_DATASETS_SERVER")
         token = resolve_token(self.settings)
-        expand = {t: self.settings.getlist(name, list(constants.DEFAULT_EXPAND[t])) for t, name in EXPAND_SETTINGS.items()}
+        expand = {
+            t: self.settings.getlist(name, list(constants.DEFAULT_EXPAND[t])) for t, name in EXPAND_SETTINGS.items()
+        }
         check = HubCheck(endpoint, viewer, token=token.reveal() if token else None, expand=expand)
         try:
             report = check.run()
         except Unreachable as exc:
             shown = public_endpoint(endpoint)
-            sys.stderr.write(f"hfscraper: hubcheck could not reach {shown} or its viewer ({exc}); nothing checked after it\n")
+            sys.stderr.write(
+                f"hfscraper: hubcheck could not reach {shown} or its viewer ({exc}); nothing checked after it\n"
+            )
             self.exitcode = EXIT_USAGE
             return
         if opts.json:

@@ -302,6 +302,9 @@ HOSTILE_CARD_BASES: tuple[str, ...] = (
     "removed-org/back\\slash\ufffe", "removed-org/ctrl\x01-base", "removed-org/bom\ufeff-ok",
 )
 HOSTILE_CARD_DATASETS: tuple[str, ...] = ("removed-org/data\ufffe", "removed-org/tab\x0bdata")
+#: The legacy id the real Hub moved (a recorded 307 to google-bert/bert-base-uncased), answered here as a rename of
+#: the most downloaded open model.
+LEGACY_RENAMED_ID = "bert-base-uncased"
 # File names a hostile or broken server might list for a repo (hostile_files=True adds a model holding them,
 # `HOSTILE_FILES_MODEL`): escapes, absolute paths, odd segments, names a crawler writes itself, case twins. The
 # last group is unusual but harmless: a client must store those under exactly their names.
@@ -460,6 +463,20 @@ class SyntheticHub:
     def resolve_rename(self, repo_type: str, repo_id: str) -> str | None:
         """The current id of a renamed repo's old id (for the Hub's 307), else None."""
         return self._renames[_PLURAL.get(repo_type, repo_type)].get(repo_id)
+
+    def add_legacy_alias(self, old_id: str) -> str | None:
+        """Make *old_id* a renamed id of the most downloaded public, open model (the real Hub answers the recorded
+        `bert-base-uncased` with a 307 to `google-bert/bert-base-uncased`; `scrapy hubcheck` probes that id). Only
+        the look-up learns it: no entity's data, and so no seeded byte, changes. The model's id, or None."""
+        renames = self._renames["model"]
+        if old_id in renames or old_id in self._by_id["model"]:
+            return renames.get(old_id)
+        candidates = [e for e in self.models if not e.private and not e.gated and not e.disabled]
+        if not candidates:
+            return None
+        target = max(candidates, key=lambda e: (e.downloads, e.id))
+        renames[old_id] = target.id
+        return target.id
 
     def add(self, entity: Entity) -> Entity:
         """Register an entity (used by build_hub; tests may add hand-made ones)."""
@@ -1704,4 +1721,5 @@ def build_hub(models: int, datasets: int, spaces: int, seed: int = 0, hostile_id
         for repo_type in ("dataset", "space"):
             for repo_id in _HOSTILE_SUBSET:
                 b.add_extra(repo_type, repo_id, "hostile")
+    hub.add_legacy_alias(LEGACY_RENAMED_ID)
     return hub

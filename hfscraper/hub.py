@@ -107,6 +107,26 @@ def check_expand(repo_type: str, expand: Iterable[str], *, listing: bool = True)
     return tuple(result)
 
 
+def accepted_expand(message: object) -> frozenset[str] | None:
+    """The `expand` values a Hub 400 says it accepts (`"expand" must be one of [a, b, ...]`), or None when the
+    message is not that refusal. Brackets and quotes are optional: older answers listed the values bare.
+
+    >>> sorted(accepted_expand('"expand" must be one of [author, sha]; got "gguff"'))
+    ['author', 'sha']
+    >>> accepted_expand("Invalid cursor") is None
+    True
+    """
+    if not isinstance(message, str):
+        return None
+    head, sep, rest = message.partition("must be one of")
+    if not sep or "expand" not in head:
+        return None
+    rest = rest.strip()
+    rest = rest[1:].partition("]")[0] if rest.startswith("[") else rest.partition(";")[0]
+    values = frozenset(v.strip().strip("'\"") for v in rest.split(","))
+    return frozenset(v for v in values if v) or None
+
+
 def _query(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe=':/,')}" for k, v in params)
 

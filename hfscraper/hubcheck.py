@@ -23,6 +23,7 @@ import requests
 
 from hfscraper import constants
 from hfscraper.hub import (
+    accepted_expand,
     build_entity_url,
     build_list_url,
     is_plain_id,
@@ -239,12 +240,10 @@ class HubCheck:
         response = self._send("GET", url)
         data = self._json(response)
         message = str(data.get("error", "")) if isinstance(data, dict) else ""
-        known: set[str] | None = None
-        start, end = message.find("["), message.rfind("]")
-        if start != -1 and end > start:
-            known = {v.strip().strip("'\"") for v in message[start + 1 : end].split(",") if v.strip()}
+        known = accepted_expand(message)
         wanted = set(self.expand["model"])
-        if response.status_code != 400 or known is None:
+        bracketed = message.partition("must be one of")[2].strip().startswith("[")
+        if response.status_code != 400 or known is None or not bracketed:
             observed = f"HTTP {response.status_code}: {message or response.text[:80]!r}"
             self._add("expand vocabulary", '400 "expand" must be one of [...]', observed, False)
             return

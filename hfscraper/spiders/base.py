@@ -80,6 +80,7 @@ from hfscraper import constants
 from hfscraper.distributed import ROLE_DISCOVERY, ROLE_WORKER, role_of
 from hfscraper.extensions.checkpoint import CheckpointExtension, CrawlSession
 from hfscraper.hub import (
+    accepted_expand,
     build_entity_url,
     build_list_url,
     check_expand,
@@ -517,6 +518,8 @@ class HubListingSpider(Spider):
         if failure.check(InvalidTokenError) or self.resume_refused(failure) or self.restart_listing(failure):
             return  # the auth middleware has said why and is stopping the crawl; or the listing restarted
         request = failure.request  # type: ignore[attr-defined]
+        if failure.check(HttpError) and self._expand_refused(failure.value.response):
+            return
         if failure.check(HttpError):
             status = failure.value.response.status
             reason, detail = f"http_{status}", f"HTTP {status}"
@@ -525,6 +528,28 @@ class HubListingSpider(Spider):
         self.stats.inc_value(f"hfscraper/spider/bad_page/{reason}")
         self._mark_incomplete(f"{reason} on {request.url}")
         logger.error("Listing page lost (%(detail)s): %(url)s", {"detail": detail, "url": request.url})
+
+    def _expand_refused(self, response: Response) -> bool:
+        """A 400 refusing `expand` values (the Hub dropped or renamed a field the crawl asks for): one line naming
+        them and the setting to change, and the listing is incomplete. False for any other answer."""
+        if response.status != 400:
+            return False
+        try:
+            message = json.loads(response.body).get("error")
+        except (ValueError, AttributeError, RecursionError):
+            return False
+        accepted = accepted_expand(message)
+        if accepted is None:
+            return False
+        refused = [value for value in self.expand if value not in accepted] or ["(none it names)"]
+        self.stats.inc_value("hfscraper/spider/bad_page/expand_refused")
+        self._mark_incomplete(f"expand_refused: {', '.join(refused)}")
+        logger.error(
+            "The Hub refused the %(type)s listing's expand field(s) %(refused)s (HTTP 400); take them out of "
+            "%(setting)s (`scrapy hubcheck` shows what the Hub accepts)",
+            {"type": self.repo_type, "refused": ", ".join(refused), "setting": self.expand_setting},
+        )
+        return True
 
     # -- base models ----------------------------------------------------------------------------------------
 

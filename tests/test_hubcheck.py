@@ -113,3 +113,27 @@ def test_token_goes_to_the_hub_only_and_is_never_printed(replica: ReplicaHandle,
     # Every Hub request carried it except the one that checks what an anonymous caller gets for a gated file.
     assert [r["path"] for r in hub if not r["auth"]] == [r["path"] for r in hub if "/resolve/main/" in r["path"]]
     assert TOKEN not in result.stdout + result.stderr
+
+
+withdrawn = replica_fixture(models=12, datasets=3, spaces=3, seed=4, extra_args=["--withdraw-expand", "gguf"])
+
+
+def test_a_dropped_expand_field_is_named_by_hubcheck_and_the_crawl(withdrawn: ReplicaHandle, tmp_path: Path) -> None:
+    # The Hub stops accepting a field the crawler asks for: hubcheck names it, and a crawl stops its listing with
+    # one line naming it and the setting to change (not "Listing page lost (HTTP 400)").
+    result = hubcheck(withdrawn, tmp_path, "--json")
+    assert result.returncode == 1
+    found = checks(result)
+    assert not found["expand vocabulary"]["ok"]
+    assert found["expand vocabulary"]["observed"] == "missing: gguf"
+
+    crawled = crawl(withdrawn, "models", tmp_path / "crawl", settings={"HFSCRAPER_FILES_ENABLED": "false"})
+    assert crawled.returncode == 1
+    errors = [line for line in crawled.stderr.splitlines() if "ERROR" in line]
+    refusal = [line for line in errors if "expand field(s) gguf" in line]
+    assert len(refusal) == 1, errors
+    assert "HFSCRAPER_CRAWL_EXPAND_MODELS" in refusal[0]
+    assert "Listing page lost" not in crawled.stderr
+    assert "Traceback" not in crawled.stderr
+    assert crawled.stat("finish_reason") == "listing_incomplete"
+    assert crawled.stat("hfscraper/spider/bad_page/expand_refused") == 1

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"inject failures (repeatable); kinds: {', '.join(KINDS)}; or a JSON rule object",
     )
     parser.add_argument("--approved-token", action="append", default=[], help="token granted gated and private repos")
+    parser.add_argument(
+        "--withdraw-expand",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="refuse this expand field as the Hub does a field it dropped (400, the list without it); repeatable",
+    )
     parser.add_argument("--cdn-ttl", type=int, default=3600, help="lifetime of signed CDN URLs in seconds")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     parser.add_argument(
@@ -131,6 +138,7 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
         window=args.quota_window,
         faults=faults,
         approved_tokens=frozenset(args.approved_token),
+        withdrawn_expand=frozenset(args.withdraw_expand),
         request_log=str(args.request_log) if args.request_log else None,
         cdn_ttl=args.cdn_ttl,
     )

@@ -106,6 +106,9 @@ class ReplicaOptions:
     window: int = DEFAULT_WINDOW
     faults: list[FaultRule] = field(default_factory=list)
     approved_tokens: frozenset[str] = frozenset()
+    #: Expand fields refused as if the Hub had dropped them (`--withdraw-expand`): what `scrapy hubcheck` and the
+    #: crawler's one-line refusal are tested against.
+    withdrawn_expand: frozenset[str] = frozenset()
     request_log: str | None = None
     cdn_ttl: int = 3600
 
@@ -408,6 +411,12 @@ class HubReplica:
     # ------------------------------------------------------------------ listings
     def _parse_expand(self, repo_type: str, query: Query, listing: bool) -> tuple[str, ...]:
         """``expand`` and ``expand[]`` values (repeatable, mixable); unknown or refused ones are a 400."""
+        withdrawn = self.options.withdrawn_expand
+        if withdrawn:
+            known = shapes.EXPANDABLE[shapes.normalize_type(repo_type)]
+            values = query.getall("expand", "expand[]")
+            if any(v in withdrawn or v not in known for v in values):
+                raise BadRequest(f'"expand" must be one of [{", ".join(k for k in known if k not in withdrawn)}]')
         try:
             return tuple(shapes.validate_expand(repo_type, query.getall("expand", "expand[]"), listing=listing))
         except ValueError as exc:

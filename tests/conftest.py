@@ -20,7 +20,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Test modules that compare the replica or the crawler with the recorded Hub responses (besides every test that
+#: takes the `hub_fixtures` fixture).
+RECORDED_MODULES = frozenset({"test_replica_fidelity_shapes.py", "test_replica_headers.py", "test_replica_viewer.py"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in RECORDED_MODULES or "hub_fixtures" in getattr(item, "fixturenames", ()):
+            item.add_marker("recorded")  # counted in the summary: none may be skipped
     if config.getoption("--live"):
         return
     skip_live = pytest.mark.skip(reason="talks to the real Hub; opt in with --live")
@@ -48,9 +56,19 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.support import report
 
-    if report.LINES:
+    outcomes = {
+        outcome: sum(1 for r in terminalreporter.stats.get(outcome, []) if "recorded" in getattr(r, "keywords", {}))
+        for outcome in ("passed", "failed", "skipped")
+    }
+    lines = list(report.LINES)
+    if any(outcomes.values()):
+        lines.append(
+            f"recorded Hub responses: {outcomes['passed']} tests passed over them, {outcomes['failed']} failed, "
+            f"{outcomes['skipped']} skipped"
+        )
+    if lines:
         terminalreporter.section("hfscraper")
-        for line in report.LINES:
+        for line in lines:
             terminalreporter.write_line(line)
 
 
@@ -61,7 +79,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def hub_fixtures() -> Path:
-    """The real recorded Hub responses (never copied into this repo)."""
+    """The real recorded Hub responses, part of this repository (tests/data/hub_fixtures/README.md)."""
     if not FIXTURES_DIR.is_dir():
-        pytest.skip(f"recorded Hub responses not found at {FIXTURES_DIR}")
+        pytest.fail(f"recorded Hub responses missing at {FIXTURES_DIR}: they belong to the repository")
     return FIXTURES_DIR

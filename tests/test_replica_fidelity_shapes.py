@@ -8,7 +8,7 @@ schema; only the JSON type where the content is the repo author's, such as cardD
 An entity is first *chosen* from a synthetic Hub (one whose answer has exactly the recorded key set);
 when the generator made none with that exact combination, one is *constructed* by pinning the fields
 of the closest synthetic entity (adding or dropping optional properties). The summary says how many of
-each. The fixtures are read in place and never copied; without the folder the module is skipped.
+each. The recorded responses are part of the repository (tests/data/hub_fixtures).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ CASSETTES = FIXTURES / "huggingface_hub_cassettes"
 THIRD = FIXTURES / "third_party_captures"
 HFJS = FIXTURES / "huggingface_js_spec"
 
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"recorded Hub fixtures not found at {FIXTURES} ")
 
 COMPARED: collections.Counter = collections.Counter()  # kind -> recorded responses compared
 HOW: collections.Counter = collections.Counter()  # chosen / constructed

@@ -41,7 +41,8 @@ What is known and what is the replica's own choice ([I], not known about the rea
   not listed [I].
 - ``models=X`` / ``datasets=X`` (spaces): spaces whose ``models``/``datasets`` list names X (hf_hub production
   tests); several values must all match [I].  ``linked=true`` adds each space's ``models`` and ``datasets`` to
-  the listing items (hf_hub ``test_list_spaces_linked``).
+  the listing items (hf_hub ``test_list_spaces_linked``), and so does a ``models``/``datasets`` filter (hf_hub's
+  ``test_list_spaces_with_models`` reads ``models`` from such items without ``linked``).
 - ``sort``: ``createdAt``, ``downloads`` (not spaces), ``lastModified``, ``likes``, ``trendingScore``, and
   ``likes30d`` (every type) and ``num_parameters`` (models), which huggingface.js sends (PR #1977).  Neither is a
   property a listing returns, so their values are the replica's: ``likes30d`` a stable per-repo share of

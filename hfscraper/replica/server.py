@@ -449,7 +449,11 @@ class HubReplica:
         # `direction` is accepted and ignored: "Sorting is always descending" (hub-api.md §1.1).
         try:  # every filter is applied; any other parameter is a 400 (hfscraper.replica.listing)
             listing_query = parse_listing_query(repo_type, query.pairs, sort=sort, include_private=auth.approved)
-            linked = repo_type == "space" and linked_requested(query.pairs)
+            # hf_hub's production tests: `linked=true` adds each space's models/datasets to the items, and so does
+            # filtering by them (`list_spaces(models=X)` items carry `models`).
+            linked = repo_type == "space" and (
+                linked_requested(query.pairs) or bool(listing_query.models or listing_query.datasets)
+            )
         except InvalidQuery as exc:
             raise BadRequest(str(exc)) from None
         limit = self._parse_limit(query, MAX_PAGE, MAX_PAGE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -118,3 +119,16 @@ def test_a_crawl_in_a_moving_order_stores_each_entity_once_and_marks_nothing_del
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stat("hfscraper/state/tombstoned") == 1
     assert [p.parent.name for p in out.rglob(TOMBSTONE_FILE)] and status(out)["entities"]["model"]["deleted"] == 1
+
+
+def test_drift_is_refused_where_it_cannot_work() -> None:
+    for argv in (["--lazy", "--drift", "1"], ["--drift", "-1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "hfscraper.replica", "--port", "0", *argv],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "--drift" in done.stderr and "Traceback" not in done.stderr

@@ -378,7 +378,8 @@ SCHEMA: Final[tuple[Setting, ...]] = (
         "Listing order (always descending). `createdAt` is the default because a keyset over creation time is "
         "stable while a crawl runs: a repository created meanwhile lands before the cursor instead of shifting "
         "later pages, so nothing is skipped or seen twice. The other orders move repositories across the "
-        "cursor as they change during the crawl. Spaces cannot be sorted by `downloads`.",
+        "cursor as they change during the crawl, so only a `createdAt` crawl is a full sweep that marks "
+        "entities it no longer found deleted. Spaces cannot be sorted by `downloads`.",
         choices=SORTS,
     ),
     Setting(

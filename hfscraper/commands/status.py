@@ -4,7 +4,8 @@ For each listing crawled into the output folder (HFSCRAPER_OUTPUT_DIR; the state
 HFSCRAPER_STATE_DIR), the newest crawl, headed by its listing and the Hub endpoint it listed (part of the listing
 identity, so two Hubs' crawls are two listings): when it started and finished, the last run's finish reason (with a
 hint for `tombstone_guard`),
-`complete: true|false`, whether a process is crawling it right now, and, while it is unfinished, the saved
+`complete: true|false` (and, for a whole listing walked in an order that is no deletion sweep, `caveat`: what its
+completion does not tell), whether a process is crawling it right now, and, while it is unfinished, the saved
 cursor the next run continues from (with the time of that last checkpoint), and the entities that crawl listed:
 stored, and skipped (unchanged since an earlier crawl). Then the entities per type: discovered (ever), live,
 and deleted (tombstoned by a full sweep that no longer found them), and what the type's newest crawl listed,
@@ -41,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 from hfscraper.capacity import file_system_totals, mirror_usage
 from hfscraper.commands.runner import EXIT_INCOMPLETE, EXIT_OK
-from hfscraper.extensions.checkpoint import TOMBSTONE_GUARD_REASON, car_folder, listing_is_locked, state_location
+from hfscraper.extensions.checkpoint import (
+    TOMBSTONE_GUARD_REASON,
+    car_folder,
+    listing_is_locked,
+    order_caveat,
+    state_location,
+)
 from hfscraper.file_records import files_summary
 from hfscraper.ipfs.pins import ipfs_summary
 from hfscraper.items import format_hub_datetime
@@ -131,6 +138,7 @@ def collect(store: StateStore) -> dict[str, Any]:
                 "mode": crawl.mode,
                 "since": crawl.since,
                 "sweep": crawl.sweep,
+                "caveat": order_caveat(crawl.listing),
                 "started": crawl.started_at,
                 "finished": crawl.finished_at,
                 "finish_reason": crawl.finish_reason,
@@ -205,6 +213,8 @@ def render(report: dict[str, Any]) -> str:
             ended = f"last run stopped {entry['finished']} (finish reason {entry['finish_reason']})"
         lines.append(f"  started {entry['started']}, {ended}")
         lines.append(f"  complete: {'true' if entry['complete'] else 'false'}")
+        if entry["caveat"]:
+            lines.append(f"  not a sweep: {entry['caveat']}")
         if entry["since"]:
             lines.append(f"  changes since {entry['since']}")
         if entry["complete"] and entry["watermark"]:

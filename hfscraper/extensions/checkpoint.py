@@ -30,6 +30,11 @@ For every spider that describes its listing (`listing_identity()`, as `HubListin
   a `tombstone.json` next to `metadata.json`), unless that would be more than `TombstoneGuard` allows: then
   nothing is marked, the run ends `tombstone_guard` and the next run lists again. Any other run leaves the crawl
   and its cursor for the next run.
+- **Sweeps.** Only a walk in `SWEEP_SORTS` order (createdAt: a repo's place never changes, new ones appear before
+  the cursor) can tell that an unseen entity is gone. In any other order a repo moves while the crawl pages
+  (counters change; a modified repo jumps to the front of lastModified) and keyset paging skips it, so such a
+  crawl is no sweep: it tombstones nothing, and when it completes one line says so (`order_caveat`). A crawl in
+  a counter order (`COUNTER_SORTS`) also leaves no watermark: it may have missed entities that did not change.
 - **Feeds.** Only a run this extension admitted (`admitted`: lock held, crawl opened) writes feeds
   (`hfscraper.extensions.feeds`): a refused start never truncates the running crawl's `-O` file.
 
@@ -122,6 +127,28 @@ TOMBSTONE_GUARD_REASON = "tombstone_guard"
 WATERMARK_MARGIN = 600.0
 #: Skipped entities recorded as seen in one transaction at most, when no checkpoint takes them along.
 SEEN_BATCH = 5000
+#: Listing orders whose complete walk sees every entity that existed throughout: only these sweep (tombstone).
+SWEEP_SORTS = frozenset({"createdAt"})
+#: Orders whose values move without the entity changing (None: the Hub's default, trendingScore): a walk may miss
+#: unchanged entities, so it gives no watermark for incremental crawls.
+COUNTER_SORTS = frozenset({None, "downloads", "likes", "trendingScore", "likes30d"})
+
+
+def order_caveat(listing: dict[str, Any]) -> str | None:
+    """For a whole-listing crawl in an order that is no sweep: one line on what its completion does not tell."""
+    whole = not (listing.get("search") or listing.get("author") or listing.get("filters"))
+    sort = listing.get("sort")
+    if sort in SWEEP_SORTS or not whole or listing.get("max_items") or listing.get("since"):
+        return None
+    if sort == "lastModified":
+        return (
+            "sorted by lastModified: entities modified during the crawl may be missing (the next incremental crawl "
+            "gets them); deletions are only detected by a createdAt sweep"
+        )
+    return (
+        f"sorted by {sort or 'the Hub default (trendingScore)'}: entities that moved during the crawl may be missing "
+        "and it sets no watermark; deletions are only detected by a createdAt sweep"
+    )
 
 
 def listing_keys(identity: dict[str, Any]) -> tuple[str, str]:
@@ -533,11 +560,18 @@ class CrawlSession:
                 self._hold_tombstones(sweep)
                 await self.shared.call(_hold_sweep, self.crawl_id, self.listing_key)
             elif complete:
-                done = await self.shared.call(StateStore.complete_crawl, self.crawl_id, reason, WATERMARK_MARGIN)
+                moving = self.crawl.listing.get("sort") in COUNTER_SORTS
+                done = await self.shared.call(_complete, self.crawl_id, reason, moving)
                 logger.info(
                     "Crawl #%(id)d of the %(type)s listing is complete (watermark %(w)s)",
                     {"id": self.crawl_id, "type": self.repo_type, "w": done.watermark},
                 )
+                caveat = order_caveat(self.crawl.listing)
+                if caveat is not None:
+                    logger.warning(
+                        "Crawl #%(id)d of the %(type)s listing %(caveat)s",
+                        {"id": self.crawl_id, "type": self.repo_type, "caveat": caveat},
+                    )
             else:
                 await self.shared.call(StateStore.finish_run, self.crawl_id, reason)
                 # A requested stop is no problem: said at INFO. Anything else that ends a crawl early is.
@@ -621,6 +655,16 @@ def _tombstone_unseen(
     return SweepResult(tombstoned=store.tombstone(repo_type, crawl_id, ids, when))
 
 
+def _complete(store: StateStore, crawl_id: int, reason: str, moving: bool) -> CrawlRow:
+    done = store.complete_crawl(crawl_id, reason, WATERMARK_MARGIN)
+    if moving and done.watermark is not None:
+        # A walk in a counter order may have skipped entities that did not change: no cover for `since=auto`.
+        with store.transaction():
+            store.db.execute("UPDATE crawls SET watermark = NULL WHERE crawl_id = ?", (crawl_id,))
+        done = dataclasses.replace(done, watermark=None)
+    return done
+
+
 def _hold_sweep(store: StateStore, crawl_id: int, listing_key: str) -> None:
     # The crawl stays open, and its next run lists again from the top rather than only completing: if the Hub
     # lacked those entities for a while, a later listing sees them (and they are never marked deleted).
@@ -683,7 +727,7 @@ def _open_crawl(
         elif since_arg:
             since = str(since_arg)
         whole = not (identity.get("search") or identity.get("author") or identity.get("filters"))
-        sweep = whole and not identity.get("max_items") and since is None
+        sweep = whole and not identity.get("max_items") and since is None and identity.get("sort") in SWEEP_SORTS
         crawl = store.create_crawl(
             spider=spider,
             repo_type=identity["type"],

@@ -5,10 +5,14 @@
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
         [--approved-token T]... [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
         [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0] \\
-        [--lazy [--changed-fraction F]]
+        [--lazy [--changed-fraction F]] [--drift N]
 
 ``--lazy`` serves a Hub of any size in constant memory (entities drawn on demand, arithmetic listings:
 ``hfscraper.replica.lazy``); it has no ground truth and no hostile or big-file extras.
+
+``--drift N``: before each listing page of a volatile sort (downloads, likes, trendingScore, likes30d) that carries a
+cursor, N repos already listed fall behind the cursor (keyset paging lists them again) and N not yet listed jump
+ahead of it (never listed), as on the real Hub whose counters move all the time (``hfscraper.replica.listing``).
 
 Once the three origins (Hub, CDN, dataset viewer) serve, it prints exactly one line, ``ready http://HOST:PORT``,
 on stdout (everything else goes to stderr through logging).  With ``--truth`` the
@@ -89,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--changed-fraction", type=float, default=0.0, help="with --lazy: start with this share of each type changed"
     )
+    parser.add_argument(
+        "--drift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="move N repos each way across the cursor before each page of a volatile sort (default 0: never)",
+    )
     return parser
 
 
@@ -141,6 +152,7 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
         withdrawn_expand=frozenset(args.withdraw_expand),
         request_log=str(args.request_log) if args.request_log else None,
         cdn_ttl=args.cdn_ttl,
+        drift=args.drift,
     )
     replica = HubReplica(hub, options)
     if args.truth is not None:
@@ -175,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("models", "datasets", "spaces", "quota_api", "quota_resolvers", "quota_pages"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.drift < 0:
+        parser.error("--drift must be >= 0")
     if args.quota_window < 1:
         parser.error("--quota-window must be >= 1")
     if args.lazy:
         extras = [flag for flag, on in (("--truth", args.truth is not None), ("--hostile-ids", args.hostile_ids),
                   ("--hostile-files", args.hostile_files), ("--hostile-cards", args.hostile_cards),
-                  ("--big-file-mib", args.big_file_mib > 0)) if on]  # fmt: skip
+                  ("--big-file-mib", args.big_file_mib > 0), ("--drift", args.drift > 0)) if on]  # fmt: skip
         if extras:
             parser.error(f"{', '.join(extras)}: not available with --lazy")
     elif args.changed_fraction:

@@ -17,8 +17,10 @@ What makes the listings arithmetic:
 - So ``sort=createdAt`` (the crawler's default), ``sort=lastModified`` and ``sort=trendingScore`` (every lazy
   entity's score is 0, so the Hub's tie-break, ascending ``_id``, orders it; that is also the order of a listing
   without ``sort``) map a position to an index with arithmetic, and a keyset cursor (listing.py's format) to a
-  position with a binary search over those virtual keys. Other sorts and ``search``/``author``/``filter``/
-  ``pipeline_tag`` answer 400 with a message that says so, never a silently different listing.
+  position with a binary search over those virtual keys. Other sorts and every filter (``search``, ``author``,
+  ``filter``, ``pipeline_tag``, ``gated``, ``inference``, ``inference_provider``, ``apps``, ``num_parameters``,
+  spaces' ``models``/``datasets``) answer 400 with a message that says so, never a silently different listing;
+  ``linked=true`` is served (it only adds fields), ``--drift`` is refused at start-up.
 
 Relations point at other lazy entities by index: a model's base models are earlier models (log-uniform, so early
 models become popular bases), its datasets and a space's models/datasets any index (Zipf-like). Reverse relations
@@ -190,7 +192,8 @@ class LazyListing:
             )
         if not query.is_plain:
             raise BadRequest(
-                "this replica runs in --lazy mode: search, author, filter and pipeline_tag are not supported"
+                "this replica runs in --lazy mode: search, author, filter, pipeline_tag, gated, inference, "
+                "inference_provider, apps, num_parameters, models and datasets are not supported"
             )
 
     def page(self, query: ListQuery, after: SortKey | None, limit: int) -> tuple[list[Any], bool]:

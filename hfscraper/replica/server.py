@@ -3,8 +3,10 @@
 Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
 
 - ``GET /api/{models,datasets,spaces}``: listings with ``search``, ``author``,
-  ``filter``, ``pipeline_tag``, ``sort``, ``limit``, ``full``, ``config``,
-  ``cardData``, ``expand``/``expand[]``; paged only by ``Link: <...>; rel="next"``.
+  ``filter``, ``sort``, ``limit``, ``full``, ``cardData``, ``expand``/``expand[]`` and the
+  per-type filters (``gated``, ``inference``, ``apps``, ``num_parameters``, spaces' ``models``/
+  ``datasets``/``linked``, ...: ``hfscraper.replica.listing``); any other parameter is a 400;
+  paged only by ``Link: <...>; rel="next"``; ``--drift N`` moves volatile sort values between pages.
 - ``GET /api/{type}s/{id}[/revision/{rev}]``, ``.../tree/{rev}[/{path}]``,
   ``POST .../paths-info/{rev}`` and ``GET /api/spaces/{id}/runtime``.
 - ``GET|HEAD /[datasets/|spaces/]{id}/resolve/{rev}/{file}``: 307 to
@@ -40,6 +42,7 @@ import bisect
 import hashlib
 import json
 import logging
+import random
 import socket
 import struct
 import time
@@ -53,7 +56,17 @@ from aiohttp import web
 from hfscraper.replica import shapes
 from hfscraper.replica.cdn import CDN_PREFIX, UrlSigner, access_denied_xml, parse_range
 from hfscraper.replica.faults import FaultInjector, FaultRule, Firing, parse_rules_json
-from hfscraper.replica.listing import DEFAULT_SORT, SORTS, InvalidCursor, ListingIndex, ListQuery, decode_cursor
+from hfscraper.replica.listing import (
+    DEFAULT_SORT,
+    SORTS,
+    VOLATILE_SORTS,
+    InvalidCursor,
+    InvalidQuery,
+    ListingIndex,
+    decode_cursor,
+    linked_requested,
+    parse_listing_query,
+)
 from hfscraper.replica.ratelimit import DEFAULT_QUOTAS, DEFAULT_WINDOW, RateLimiter, RateLimitState, bucket_for_path
 from hfscraper.replica.requestlog import RequestLog
 from hfscraper.replica.responses import (
@@ -111,6 +124,7 @@ class ReplicaOptions:
     withdrawn_expand: frozenset[str] = frozenset()
     request_log: str | None = None
     cdn_ttl: int = 3600
+    drift: int = 0  # repos moved each way per listing page of a volatile sort (hfscraper.replica.listing)
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,7 @@ class HubReplica:
         self._trees: OrderedDict[tuple[str, str], RepoTree] = OrderedDict()
         self.deleted: dict[str, dict[str, Any]] = {t: {} for t in REPO_TYPES.values()}
         self._touches = 0
+        self._drift_pages: dict[tuple[str, str], int] = {}
         self.viewer = DatasetViewer(hub, options.seed, options.approved_tokens)
         self.hub_url = ""
         self.cdn_url = ""
@@ -441,6 +456,15 @@ class HubReplica:
         if sort not in SORTS[repo_type]:
             raise BadRequest(f'"sort" must be one of [{", ".join(SORTS[repo_type])}]')
         # `direction` is accepted and ignored: "Sorting is always descending" (hub-api.md §1.1).
+        try:  # every filter is applied; any other parameter is a 400 (hfscraper.replica.listing)
+            listing_query = parse_listing_query(repo_type, query.pairs, sort=sort, include_private=auth.approved)
+            # hf_hub's production tests: `linked=true` adds each space's models/datasets to the items, and so does
+            # filtering by them (`list_spaces(models=X)` items carry `models`).
+            linked = repo_type == "space" and (
+                linked_requested(query.pairs) or bool(listing_query.models or listing_query.datasets)
+            )
+        except InvalidQuery as exc:
+            raise BadRequest(str(exc)) from None
         limit = self._parse_limit(query, MAX_PAGE, MAX_PAGE)
         expand = self._parse_expand(repo_type, query, listing=True)
         full = parse_bool(query.get("full"), "full")
@@ -451,14 +475,6 @@ class HubReplica:
             # `cardData`, and that with `expand` the server returns `_id`, `id` and exactly the requested keys.
             # So: expand wins and the other three are ignored (rather than a 400 nobody has recorded).
             full = config = card_data = False
-        listing_query = ListQuery(
-            sort=sort,
-            include_private=auth.approved,
-            filters=frozenset(f for f in query.getall("filter") if f),
-            author=query.get("author") or None,
-            search=tuple(s for s in query.getall("search") if s),
-            pipeline_tag=query.get("pipeline_tag") or None,
-        )
         after = None
         cursor = query.get("cursor")
         if cursor:
@@ -467,11 +483,21 @@ class HubReplica:
             except InvalidCursor:
                 return error_reply(400, "Invalid cursor", code="InvalidCursor")
         index = self.indexes[repo_type]
+        if after is not None and self.options.drift and sort in VOLATILE_SORTS:
+            # hfscraper.replica.listing: values move between pages, deterministically in the seed and page count.
+            key = (repo_type, sort)
+            self._drift_pages[key] = self._drift_pages.get(key, 0) + 1
+            rng = random.Random(f"{self.options.seed}:{repo_type}:{sort}:{self._drift_pages[key]}")
+            index.drift(sort, after, limit, rng, self.options.drift)
         entities, more = index.page(listing_query, after, limit)
         items = [
             shapes.render_list_item(e, expand=expand or None, full=full, card_data=card_data, config=config)
             for e in entities
         ]
+        if linked:  # `linked=true`: each space's models and datasets ride along (hf_hub test_list_spaces_linked)
+            for item, entity in zip(items, entities, strict=True):
+                fields = entity.fields
+                item.update({k: fields[k] for k in ("models", "datasets") if k in fields})
         headers: list[tuple[str, str]] = []
         if more and entities:
             next_cursor = index.cursor_after(listing_query, entities[-1])

@@ -3,7 +3,8 @@
     python -m hfscraper.replica --host 127.0.0.1 --port 0 --models 300 --datasets 100 --spaces 100 --seed 1 \\
         [--latency-ms L] [--quota-api Q --quota-resolvers Q --quota-pages Q --quota-window W] \\
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
-        [--approved-token T]... [--revoked-token T]... [--retry-after] [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
+        [--approved-token T]... [--revoked-token T]... [--retry-after] \\
+        [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
         [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0] \\
         [--lazy [--changed-fraction F]]
 
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--approved-token", action="append", default=[], help="token granted gated and private repos")
     parser.add_argument("--revoked-token", action="append", default=[], help="hf_ token answered 401 (revoked)")
     parser.add_argument(
-        "--retry-after", action="store_true", help="add Retry-After to 429s (the Hub sends only RateLimit; proxies add it)"
+        "--retry-after", action="store_true", help="429s also say Retry-After (as proxies do; the Hub does not)"
     )
     parser.add_argument("--cdn-ttl", type=int, default=3600, help="lifetime of signed CDN URLs in seconds")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")

@@ -88,8 +88,8 @@ _MAIN_PARAM: dict[str, tuple[str, type]] = {
     "reset": ("fraction", float),
     "truncate": ("fraction", float),
 }
-_KNOWN_KEYS = {"kind", "rate", "path", "count", "origin", "ms", "status", "body", "retry_after", "reset_seconds",
-               "fraction"}
+_OPTION_KEYS = ("ms", "status", "body", "retry_after", "reset_seconds", "fraction")
+_KNOWN_KEYS = {"kind", "rate", "path", "count", "origin", *_OPTION_KEYS}
 
 
 @dataclass
@@ -133,7 +133,7 @@ class FaultRule:
         origin = data.get("origin")
         if origin not in (None, "hub", "cdn", "viewer"):
             raise ValueError(f"fault origin must be 'hub', 'cdn', 'viewer' or null, got {origin!r}")
-        options = {k: data[k] for k in ("ms", "status", "body", "retry_after", "reset_seconds", "fraction") if k in data}
+        options = {k: data[k] for k in _OPTION_KEYS if k in data}
         if "status" in options and not 500 <= int(options["status"]) <= 599:
             raise ValueError("5xx status must be within 500..599")
         if "fraction" in options and not 0.0 <= float(options["fraction"]) < 1.0:

@@ -1000,7 +1000,7 @@ class _ModelGen(_Gen):
         return self._cache
 
     def fields(self) -> dict:
-        e, r, a = self.e, self.r, self.arch
+        e, a = self.e, self.arch
         tags = self.tags()
         card, config, plan = self._bundle()
         f = self._base_fields()

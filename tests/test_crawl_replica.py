@@ -17,6 +17,7 @@ import pytest
 from hfscraper.constants import DEFAULT_EXPAND, OUTPUT_FOLDERS
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.output_owner import OWNER_FILE
+from hfscraper.replica import shapes
 from tests.support.crawl import PAGE_SIZE, CrawlResult, crawl, public
 from tests.support.replica import ReplicaHandle, run_replica
 
@@ -51,7 +52,7 @@ def assert_matches_truth(result: CrawlResult, repo_type: str, expected: list[dic
         assert metadata["id"] == by_folder[folder]["id"]
         for key, value in metadata.items():
             assert key in truth_api, (folder, key)
-            assert value == truth_api[key], (folder, key)
+            assert value == shapes.listing_value(key, truth_api[key]), (folder, key)
         missing = (wanted_keys & set(truth_api)) - set(metadata)
         assert not missing, (folder, missing)
 

@@ -44,7 +44,6 @@ ALLOWED_EXTRA = {
     "ratelimit": "sent on every response since Sept 2025 (hub-api.md §3); the 2025 cassettes predate it",
     "ratelimit-policy": "as RateLimit",
     "access-control-max-age": "present in the 2026 captures, not in the 2025 cassettes",
-    "x-repo-commit": "the brief asks for it on the small-file 307 too (clients that stop at the 307 need it)",
     "etag": "the replica's error answers are JSON with a weak ETag like every other JSON answer",
 }
 

@@ -3,7 +3,8 @@
     python -m hfscraper.replica --host 127.0.0.1 --port 0 --models 300 --datasets 100 --spaces 100 --seed 1 \\
         [--latency-ms L] [--quota-api Q --quota-resolvers Q --quota-pages Q --quota-window W] \\
         [--truth FILE] [--request-log FILE] [--fault KIND[=PARAM]:RATE[:PATH_REGEX]]... \\
-        [--approved-token T]... [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
+        [--approved-token T]... [--revoked-token T]... [--retry-after] \\
+        [--hostile-ids] [--hostile-files] [--hostile-cards] [--big-file-mib N] \\
         [--cdn-host 127.0.0.2] [--cdn-port 0] [--viewer-host HOST] [--viewer-port 0] \\
         [--lazy [--changed-fraction F]] [--drift N]
 
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD",
         help="refuse this expand field as the Hub does a field it dropped (400, the list without it); repeatable",
     )
+    parser.add_argument("--revoked-token", action="append", default=[], help="hf_ token answered 401 (revoked)")
+    parser.add_argument(
+        "--retry-after", action="store_true", help="429s also say Retry-After (as proxies do; the Hub does not)"
+    )
     parser.add_argument("--cdn-ttl", type=int, default=3600, help="lifetime of signed CDN URLs in seconds")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     parser.add_argument(
@@ -153,6 +158,8 @@ async def serve(args: argparse.Namespace, faults: list[FaultRule]) -> None:
         request_log=str(args.request_log) if args.request_log else None,
         cdn_ttl=args.cdn_ttl,
         drift=args.drift,
+        retry_after=args.retry_after,
+        revoked_tokens=frozenset(args.revoked_token),
     )
     replica = HubReplica(hub, options)
     if args.truth is not None:

@@ -36,9 +36,11 @@ kind                what the client sees
                     the shape every other Hub validation error has, and it is not retryable,
                     which is the case a crawler must handle (restart the chain)
 ``redirect_loop``   307 to the very same URL (relative ``Location``), forever
-``429``             429 with ``Retry-After: <retry_after>`` (default 1) and ``RateLimit`` saying
-                    ``r=0;t=<retry_after>``, although the window is not exhausted (the Hub's
-                    granular per-action limits do this too)
+``429``             429 with ``RateLimit`` saying ``r=0;t=<reset_seconds>`` (default 1) and the
+                    bucket's ``RateLimit-Policy``, although the window is not exhausted (the Hub's
+                    granular per-action limits do this too); no ``Retry-After`` unless
+                    ``retry_after`` is given (then ``Retry-After: <retry_after>``, and
+                    ``reset_seconds`` defaults to it), as a proxy in front of the Hub may add one
 ==================  ==========================================================================
 
 Decisions are deterministic for a given seed and do not depend on how requests
@@ -47,7 +49,7 @@ of URL *u* is a pure function of ``(seed, i, u, n)``.  So a retried request gets
 a fresh draw (and can succeed), and a rerun with the same seed fails the same way.
 
 On the command line a rule is ``KIND[=PARAM]:RATE[:PATH_REGEX]``, where PARAM
-sets the kind's main option (``latency=800``, ``5xx=503``, ``429=5``,
+sets the kind's main option (``latency=800``, ``5xx=503``, ``429=5`` (``reset_seconds``),
 ``truncate=0.1``), or a JSON object as above.
 """
 
@@ -57,7 +59,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from hfscraper.replica.responses import Reply, error_reply
+
+if TYPE_CHECKING:
+    from hfscraper.replica.ratelimit import RateLimitState
 
 KINDS = (
     "latency",
@@ -77,11 +84,12 @@ KINDS = (
 _MAIN_PARAM: dict[str, tuple[str, type]] = {
     "latency": ("ms", float),
     "5xx": ("status", int),
-    "429": ("retry_after", int),
+    "429": ("reset_seconds", int),
     "reset": ("fraction", float),
     "truncate": ("fraction", float),
 }
-_KNOWN_KEYS = {"kind", "rate", "path", "count", "origin", "ms", "status", "body", "retry_after", "fraction"}
+_OPTION_KEYS = ("ms", "status", "body", "retry_after", "reset_seconds", "fraction")
+_KNOWN_KEYS = {"kind", "rate", "path", "count", "origin", *_OPTION_KEYS}
 
 
 @dataclass
@@ -125,7 +133,7 @@ class FaultRule:
         origin = data.get("origin")
         if origin not in (None, "hub", "cdn", "viewer"):
             raise ValueError(f"fault origin must be 'hub', 'cdn', 'viewer' or null, got {origin!r}")
-        options = {k: data[k] for k in ("ms", "status", "body", "retry_after", "fraction") if k in data}
+        options = {k: data[k] for k in _OPTION_KEYS if k in data}
         if "status" in options and not 500 <= int(options["status"]) <= 599:
             raise ValueError("5xx status must be within 500..599")
         if "fraction" in options and not 0.0 <= float(options["fraction"]) < 1.0:
@@ -241,3 +249,25 @@ def parse_rules_json(payload: Any) -> list[FaultRule]:
     if not isinstance(payload, list):
         raise ValueError("the fault rules must be a JSON list of objects")
     return [FaultRule.from_dict(item) for item in payload]
+
+
+def fault_429(firing: Firing, state: RateLimitState | None, always_retry_after: bool = False) -> Reply:
+    """The reply of a ``429`` fault: a per-action limit's 429 while the window still has budget.
+
+    *always_retry_after* (the replica's ``--retry-after``) adds ``Retry-After: <reset_seconds>`` when the
+    rule names none.
+    """
+    retry_after = firing.option("retry_after", None)
+    reset = int(firing.option("reset_seconds", retry_after if retry_after is not None else 1))
+    if retry_after is None and always_retry_after:
+        retry_after = reset
+    bucket = state.bucket if state is not None else "api"
+    quota = state.quota if state is not None else 0
+    window = state.window if state is not None else 0
+    headers = [
+        ("RateLimit", f'"{bucket}";r=0;t={reset}'),
+        ("RateLimit-Policy", f'"fixed window";"{bucket}";q={quota};w={window}'),
+    ]
+    if retry_after is not None:
+        headers.insert(0, ("Retry-After", str(int(retry_after))))
+    return error_reply(429, "You have been rate-limited; you can retry this action in about a second.", headers=headers)

@@ -11,6 +11,15 @@ Buckets: ``resolvers`` for any URL containing ``/resolve/`` (and for the
 ``/api/...`` URLs, ``pages`` for everything else.  A window starts at the first
 request a client identity (its token, else its IP) makes in a bucket, so windows
 are aligned per identity.  Past the quota the replica answers 429 with ``r=0``.
+
+The 429 is the Hub's shape: ``RateLimit`` (``r=0;t=<seconds to the reset>``) and
+``RateLimit-Policy``, and no ``Retry-After`` (none has been seen on the Hub itself:
+huggingface_hub issue #3553 waits from ``RateLimit`` alone; #4460 parses
+``Retry-After`` only for proxies in front of the Hub).  ``--retry-after`` on the
+command line (``ReplicaOptions.retry_after``) adds ``Retry-After: <t>`` the way such
+a proxy would.  The message is the one users have quoted from the Hub
+(:func:`quota_message`); whether it comes as JSON ``error`` plus ``X-Error-Message``
+(what the replica sends, like every other Hub error) is not recorded.
 """
 
 from __future__ import annotations
@@ -118,3 +127,27 @@ class RateLimiter:
     def _reset_seconds(self, win: _Window, now: float) -> int:
         # Whole seconds, rounded up and at least 1, so a client sleeping `t` never wakes inside the old window.
         return max(1, math.ceil(win.started + self.window - now))
+
+
+def quota_message(state: RateLimitState, anonymous: bool, ip: str | None) -> str:
+    """The Hub's text for a used-up window, as users have quoted it (2025-26).
+
+    The anonymous wording names the client's IP; the authenticated one the quota and bucket. The
+    Hub's window is 5 minutes; another window length is spelled out the same way (an inference).
+
+    >>> quota_message(RateLimitState("api", False, 0, 55, 1000, 300), False, None)[:75]
+    'We had to rate limit you, you hit the quota of 1000 api requests per 5 minu'
+    >>> quota_message(RateLimitState("api", False, 0, 55, 500, 300), True, "127.0.0.1")[:45]
+    'We had to rate limit your IP (127.0.0.1). To '
+    """
+    if anonymous:
+        return (
+            f"We had to rate limit your IP ({ip}). To continue using our service, create a HF account or login "
+            "to your existing account, and make sure you pass a HF_TOKEN if you're using the API."
+        )
+    period = f"{state.window // 60} minutes" if state.window % 60 == 0 else f"{state.window} seconds"
+    return (
+        f"We had to rate limit you, you hit the quota of {state.quota} {state.bucket} requests per {period} "
+        "period. Upgrade to a PRO user or Team/Enterprise organization account (https://hf.co/pricing) to get "
+        "higher limits. See https://huggingface.co/docs/hub/rate-limits"
+    )

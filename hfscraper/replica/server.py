@@ -30,9 +30,11 @@ sends none).
 Dataset-viewer origin (``http://127.0.0.1:V``, another port): ``/is-valid``, ``/splits``,
 ``/first-rows``, ``/info``, ``/size`` (``hfscraper.replica.viewer``); no rate-limit headers.
 
-Tokens: a token not starting with ``hf_`` is invalid (401); any ``hf_`` token is
-a valid user; tokens given with ``--approved-token`` are also granted every gated
-repo and see private repos (in listings too).
+Tokens: a token not starting with ``hf_`` is invalid (401); so is one given with
+``--revoked-token`` (the Hub's answer to a revoked token is not recorded: the replica
+gives it the recorded invalid-token 401); any other ``hf_`` token is a valid user;
+tokens given with ``--approved-token`` are also granted every gated repo and see
+private repos (in listings too).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from aiohttp import web
 
 from hfscraper.replica import shapes
 from hfscraper.replica.cdn import CDN_PREFIX, UrlSigner, access_denied_xml, parse_range
-from hfscraper.replica.faults import FaultInjector, FaultRule, Firing, parse_rules_json
+from hfscraper.replica.faults import FaultInjector, FaultRule, Firing, fault_429, parse_rules_json
 from hfscraper.replica.listing import (
     DEFAULT_SORT,
     SORTS,
@@ -67,7 +69,14 @@ from hfscraper.replica.listing import (
     linked_requested,
     parse_listing_query,
 )
-from hfscraper.replica.ratelimit import DEFAULT_QUOTAS, DEFAULT_WINDOW, RateLimiter, RateLimitState, bucket_for_path
+from hfscraper.replica.ratelimit import (
+    DEFAULT_QUOTAS,
+    DEFAULT_WINDOW,
+    RateLimiter,
+    RateLimitState,
+    bucket_for_path,
+    quota_message,
+)
 from hfscraper.replica.requestlog import RequestLog
 from hfscraper.replica.responses import (
     COMMON_HEADERS,
@@ -125,6 +134,8 @@ class ReplicaOptions:
     request_log: str | None = None
     cdn_ttl: int = 3600
     drift: int = 0  # repos moved each way per listing page of a volatile sort (hfscraper.replica.listing)
+    retry_after: bool = False  # add Retry-After to 429s (a proxy's habit; the Hub sends RateLimit only)
+    revoked_tokens: frozenset[str] = frozenset()  # hf_ tokens the Hub no longer accepts (401 like any invalid one)
 
 
 @dataclass(frozen=True)
@@ -280,11 +291,9 @@ class HubReplica:
         state = self.limiter.hit(identity, bucket)
         firings: list[Firing] = []
         if not state.allowed:
-            reply = error_reply(
-                429,
-                f"You have exceeded our rate limit for '{bucket}' requests. Retry in {state.reset_seconds} seconds.",
-                headers=[("Retry-After", str(state.reset_seconds))],
-            )
+            message = quota_message(state, auth.anonymous, request.remote)
+            extra = [("Retry-After", str(state.reset_seconds))] if self.options.retry_after else []
+            reply = error_reply(429, message, headers=extra)
         else:
             try:
                 reply = await self._route(request, path, Query(raw_query), auth)
@@ -323,7 +332,7 @@ class HubReplica:
             return Auth()
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith("hf_"):
+        if scheme.lower() != "bearer" or not token.startswith("hf_") or token in self.options.revoked_tokens:
             return Auth(present=True, token=token or header, valid=False)
         return Auth(present=True, token=token, valid=True, approved=token in self.options.approved_tokens)
 
@@ -538,7 +547,8 @@ class HubReplica:
                 return self._revision_error(tail[1])
             expand = self._parse_expand(repo_type, query, listing=False)
             blobs = parse_bool(query.get("blobs"), "blobs")
-            return json_reply(shapes.render_info(entity, expand=expand or None, blobs=blobs))
+            security = parse_bool(query.get("securityStatus"), "securityStatus")
+            return json_reply(shapes.render_info(entity, expand=expand or None, blobs=blobs, security=security))
         if tail[0] == "tree" and len(tail) >= 2 and method in ("GET", "HEAD"):
             return self._tree(
                 request, repo_type, repo_id, entity, tail[1], "/".join(tail[2:]), raw_segments, query, auth
@@ -565,9 +575,9 @@ class HubReplica:
     def _render_entry(self, entity: Any, entry: Any, expand: bool) -> dict[str, Any]:
         if isinstance(entry, Folder):
             return shapes.render_tree_directory(entity, entry.path, entry.oid, expand=expand)
-        # No `xetHash`: a client that sees one may switch to the Xet protocol, which the replica does not
-        # speak (the same reason the resolve 302 carries no X-Xet-Hash, hub-api.md §2.3).
-        return shapes.render_tree_entry(entity, entry, expand=expand, xet=False)
+        # LFS entries carry `xetHash` as on the Hub; a client that trusts it over HEAD (snapshot_download with
+        # hf_xet) needs HF_HUB_DISABLE_XET=1 here: the replica does not speak Xet (docs/CONTRACTS.md).
+        return shapes.render_tree_entry(entity, entry, expand=expand)
 
     def _tree(
         self,
@@ -688,7 +698,8 @@ class HubReplica:
                 f"/api/resolve-cache/{TYPE_PLURAL[repo_type]}/{quote_path(entity.id)}/{entity.sha}/"
                 f"{quote_path(filename)}?{quote(original, safe='')}=&etag={quote(etag, safe='')}"
             )
-            return redirect_reply(307, location, headers=commit)
+            # No X-Repo-Commit or ETag here: the recorded 307 has neither; the resolve-cache answer carries them.
+            return redirect_reply(307, location)
         cdn_path = f"{CDN_PREFIX}{entity.mongo_id}/{file.sha256}"
         location = self.signer.sign(self.cdn_url, cdn_path, filename)
         return redirect_reply(
@@ -859,19 +870,7 @@ class HubReplica:
                 return html_reply(status, cloudfront_error_page(status))
             return error_reply(status, SERVER_ERROR_MESSAGES.get(status, "Internal Error"))
         if kind == "429":
-            retry_after = int(firing.option("retry_after", 1))
-            bucket = state.bucket if state is not None else "api"
-            quota = state.quota if state is not None else 0
-            window = state.window if state is not None else 0
-            return error_reply(
-                429,
-                "You have been rate-limited; you can retry this action in about a second.",
-                headers=[
-                    ("Retry-After", str(retry_after)),
-                    ("RateLimit", f'"{bucket}";r=0;t={retry_after}'),
-                    ("RateLimit-Policy", f'"fixed window";"{bucket}";q={quota};w={window}'),
-                ],
-            )
+            return fault_429(firing, state, self.options.retry_after)
         if kind == "html200":
             return html_reply(200, HTML_200_PAGE)
         if kind == "redirect_loop":

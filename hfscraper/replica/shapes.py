@@ -18,6 +18,13 @@ inference, marked [I], that follows the recorded neighbours.
   agrees with both the models capture (`lastModified, likes, private, downloads, tags, pipeline_tag,
   library_name, siblings, createdAt`) and the datasets capture (`author, disabled, gated, lastModified, likes,
   private, sha, description, downloads, downloadsAllTime, tags, createdAt`); never `modelId`.
+- `inferenceProviderMapping` is a dict keyed by provider on the single entity (the recorded `?expand=` answers)
+  and a list on the listings (huggingface_hub's `ModelInfo` reads both, PR #3022: "the API returns a dict on
+  model_info and a list on list_models"). No listing answer is recorded: each list item is the dict's value
+  with the key as `provider`, put first [I] (`provider_mapping_list`).
+- `securityStatus=true` on a model adds `securityRepoStatus: {"scansDone", "filesWithIssues"}` (the shape
+  every public client and test that reads it uses; no recorded answer, and its place in the body is [I]: last).
+- Tree entries of LFS files carry `xetHash` after `lfs` (huggingface.js live-test tree fixture).
 - Space runtime objects: `stage, hardware{current, requested}, storage, gcTimeout, replicas{requested[, current]},
   devMode, domains[{domain, stage}]`; a static space has `stage, hardware, storage, replicas` only.
 """
@@ -183,13 +190,30 @@ def _pick(entity: Any, fields: dict, key: str, blobs: bool = False) -> tuple[boo
     return False, None
 
 
-def _expanded(entity: Any, expand: Iterable[str], blobs: bool = False) -> dict:
+def provider_mapping_list(mapping: Any) -> Any:
+    """A listing's `inferenceProviderMapping`: the single entity's `{provider: {...}}` as a list of
+    `{"provider": provider, ...}` (anything else unchanged).
+
+    >>> provider_mapping_list({"hf-inference": {"status": "live", "providerId": "a/b", "task": "fill-mask"}})
+    [{'provider': 'hf-inference', 'status': 'live', 'providerId': 'a/b', 'task': 'fill-mask'}]
+    """
+    if not isinstance(mapping, dict):
+        return mapping
+    return [{"provider": provider, **value} for provider, value in mapping.items()]
+
+
+def listing_value(key: str, value: Any) -> Any:
+    """What a listing gives for `key` where the single entity (and the ground truth's `api`) gives `value`."""
+    return provider_mapping_list(value) if key == "inferenceProviderMapping" else value
+
+
+def _expanded(entity: Any, expand: Iterable[str], blobs: bool = False, listing: bool = False) -> dict:
     fields = entity.fields
     body = _core(entity)
     for key in _ordered(expand):
         present, value = _pick(entity, fields, key, blobs)
         if present:  # a property the entity lacks is left out, as the Hub does (e.g. pipeline_tag)
-            body[key] = value
+            body[key] = listing_value(key, value) if listing else value
     return body
 
 
@@ -199,7 +223,7 @@ def render_list_item(entity: Any, *, expand: list[str] | None, full: bool = Fals
     to combine them; the Hub's projection is then just `_id`, `id` and the expanded keys)."""
     repo_type = normalize_type(entity.repo_type)
     if expand:
-        return _expanded(entity, expand)
+        return _expanded(entity, expand, listing=True)
     keys = list(LIST_DEFAULT[repo_type])
     if full:
         keys += LIST_FULL[repo_type]
@@ -207,24 +231,33 @@ def render_list_item(entity: Any, *, expand: list[str] | None, full: bool = Fals
         keys.append("cardData")
     if config and repo_type == "model":
         keys.append("config")
-    body = _expanded(entity, keys)
+    body = _expanded(entity, keys, listing=True)
     if repo_type == "model":
         body["modelId"] = entity.id
     return body
 
 
-def render_info(entity: Any, *, expand: list[str] | None = None, blobs: bool = False) -> dict:
-    """The body of GET /api/{type}s/{id}[/revision/{rev}]: default fields, or `_id`, `id` + `expand`."""
-    if expand:
-        return _expanded(entity, expand, blobs)
+def render_info(entity: Any, *, expand: list[str] | None = None, blobs: bool = False, security: bool = False) -> dict:
+    """The body of GET /api/{type}s/{id}[/revision/{rev}]: default fields, or `_id`, `id` + `expand`;
+    `security` (`securityStatus=true`) adds a model's `securityRepoStatus`."""
     repo_type = normalize_type(entity.repo_type)
-    fields = entity.fields
-    body = _core(entity)
-    for key in INFO_DEFAULT[repo_type]:
-        present, value = _pick(entity, fields, key, blobs)
-        if present:
-            body[key] = value
+    if expand:
+        body = _expanded(entity, expand, blobs)
+    else:
+        fields = entity.fields
+        body = _core(entity)
+        for key in INFO_DEFAULT[repo_type]:
+            present, value = _pick(entity, fields, key, blobs)
+            if present:
+                body[key] = value
+    if security and repo_type == "model":
+        body["securityRepoStatus"] = security_repo_status(entity)
     return body
+
+
+def security_repo_status(entity: Any) -> dict:
+    # Every file of a synthetic repo scans clean (as security_file_status says per file) [I for values].
+    return {"scansDone": True, "filesWithIssues": []}
 
 
 def render_tree_entry(entity: Any, file: Any, *, expand: bool, xet: bool = True) -> dict:

@@ -32,6 +32,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from . import weights
+from .weights import LfsContent
+
 REPO_TYPES = ("model", "dataset", "space")
 _PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
@@ -71,6 +74,7 @@ class RepoFile:
     last_commit: dict = field(default_factory=dict, repr=False)  # {"id", "title", "date"} for tree expand
     _data: bytes | None = field(default=None, repr=False)  # small files: the bytes themselves
     _seed: str = field(default="", repr=False)  # pseudo-random files: the content seed
+    _head: bytes = field(default=b"", repr=False)  # pseudo-random files: bytes laid over the start (weights.py)
 
     @classmethod
     def from_bytes(cls, path: str, data: bytes, *, lfs: bool = False, last_commit: dict | None = None) -> RepoFile:
@@ -80,16 +84,18 @@ class RepoFile:
 
     @classmethod
     def pseudo_random(cls, path: str, size: int, seed: str, *, lfs: bool = True,
-                      last_commit: dict | None = None) -> RepoFile:
-        """A file of `size` deterministic pseudo-random bytes; hashes of big ones are computed once."""
+                      last_commit: dict | None = None, head: bytes = b"") -> RepoFile:
+        """A file of `size` deterministic pseudo-random bytes, the first ones replaced by `head` (a weight
+        file's header); hashes of big ones are computed once."""
         if size <= _BLOCK:
-            return cls.from_bytes(path, _random_bytes(seed, 0, size), lfs=lfs, last_commit=last_commit)
-        key = (seed, size)
+            data = head[:size] + _random_bytes(seed, 0, size)[len(head):]
+            return cls.from_bytes(path, data, lfs=lfs, last_commit=last_commit)
+        key = (seed, size, hashlib.sha256(head).hexdigest())
         hashes = _BIG_HASHES.get(key)
         if hashes is None:
             h256 = hashlib.sha256()
             h1 = None if lfs else hashlib.sha1(b"blob %d\0" % size)
-            probe = cls(path, size, "", "", lfs, {}, None, seed)
+            probe = cls(path, size, "", "", lfs, {}, None, seed, head)
             for chunk in probe.iter_content(_BLOCK):
                 h256.update(chunk)
                 if h1 is not None:
@@ -97,7 +103,7 @@ class RepoFile:
             sha256 = h256.hexdigest()
             blob = git_blob_sha1(lfs_pointer(sha256, size)) if h1 is None else h1.hexdigest()
             hashes = _BIG_HASHES[key] = (sha256, blob)
-        return cls(path, size, hashes[0], hashes[1], lfs, last_commit or {}, None, seed)
+        return cls(path, size, hashes[0], hashes[1], lfs, last_commit or {}, None, seed, head)
 
     @property
     def pointer(self) -> bytes:
@@ -128,7 +134,11 @@ class RepoFile:
             lo, hi = max(start, base) - base, min(end, base + _BLOCK) - base
             parts.append(_random_bytes(self._seed, block, hi)[lo:hi])
             block += 1
-        return b"".join(parts)
+        data = b"".join(parts)
+        if start < len(self._head):
+            head = self._head[start:end]
+            data = head + data[len(head):]
+        return data
 
     def iter_content(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The whole content in chunks of `chunk_size` bytes (the last may be shorter)."""
@@ -715,6 +725,9 @@ class _Gen:
             commit = _last_commit(e, path, r)
             if isinstance(content, int):
                 out.append(RepoFile.pseudo_random(path, content, f"{seed_root}:{path}", lfs=True, last_commit=commit))
+            elif isinstance(content, LfsContent):
+                out.append(RepoFile.pseudo_random(path, content.size, f"{seed_root}:{path}", lfs=True,
+                                                  last_commit=commit, head=content.head))
             else:
                 out.append(RepoFile.from_bytes(path, content, last_commit=commit))
         return out
@@ -910,7 +923,7 @@ class _ModelGen(_Gen):
             plan.append(("README.md", card_markdown(card, title, body).encode()))
         if e._extra.startswith("big:"):
             plan.append(("config.json", _json_bytes({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})))
-            plan.append(("model.safetensors", int(e._extra[4:]) << 20))
+            plan.append(("model.safetensors", weights.safetensors_big(self._dtype(), int(e._extra[4:]) << 20)))
             return plan
         if e._extra == "hostile":
             plan.append(("config.json", _json_bytes({"model_type": "hostile"})))
@@ -949,15 +962,34 @@ class _ModelGen(_Gen):
                                                           "unet": ["diffusers", "UNet2DConditionModel"]})))
             plan.append(("unet/config.json", _json_bytes({"_class_name": "UNet2DConditionModel",
                                                           "sample_size": 64})))
+        # Weight files get real headers (weights.py), drawn from their own generator so the draws above stay put.
+        wr = random.Random(e._salt ^ 0x7E16)
+        dtype = self._dtype()
         if self.safetensors:
             if lib == "peft":
-                plan.append(("adapter_model.safetensors", r.randint(2048, 8192)))
+                size = r.randint(2048, 8192)
+                plan.append(("adapter_model.safetensors",
+                             weights.safetensors_file(wr, "base_model.model.", dtype, size, False)))
             elif lib == "diffusers":
-                plan.append(("unet/diffusion_pytorch_model.safetensors", r.randint(4096, 12288)))
+                size = r.randint(4096, 12288)
+                plan.append(("unet/diffusion_pytorch_model.safetensors",
+                             weights.safetensors_file(wr, "unet.", dtype, size, False)))
             else:
-                plan.append(("model.safetensors", r.randint(2048, 12288)))
+                size = r.randint(2048, 12288)
+                shards = wr.choice((0, 0, 0, 0, 2, 3))
+                if shards:
+                    files, index = weights.sharded(wr, dtype, shards, size // shards)
+                    plan += list(files.items())
+                    plan.append(("model.safetensors.index.json", index))
+                else:
+                    plan.append(("model.safetensors",
+                                 weights.safetensors_file(wr, "model.", dtype, size, wr.random() < 0.15)))
         if self.gguf:
-            plan.append((f"{self.name[:80]}.Q4_K_M.gguf", r.randint(2048, 12288)))
+            size = r.randint(2048, 12288)
+            template = "{% for m in messages %}{{ m['content'] }}{% endfor %}" if self.chat else None
+            plan.append((f"{self.name[:80]}.Q4_K_M.gguf",
+                         weights.gguf_file(wr, a.model_type or "llama", wr.choice((2048, 4096, 8192, 32768)),
+                                           template, size)))
         if self.pytorch:
             plan.append(("pytorch_model.bin", r.randint(2048, 12288)))
         if self.onnx:
@@ -965,6 +997,16 @@ class _ModelGen(_Gen):
         if lib in ("timm", "espnet", "stable-baselines3") or lib is None:
             plan.append(("model.pt" if lib != "stable-baselines3" else "model.zip", r.randint(2048, 8192)))
         return plan
+
+    def _inference(self) -> str | None:
+        # 34 of the 35 recorded model bodies carry `inference` (33 "warm", 1 "cold"); which models lack it on the
+        # Hub is not known: here every model with a pipeline has it, "warm" when it has providers, else "cold" [I].
+        if self.warm:
+            return "warm"
+        return "cold" if self.pipeline else None
+
+    def _dtype(self) -> str:
+        return "F32" if self.arch.pipeline in (None, "fill-mask", "text-classification") else "BF16"
 
     def _bundle(self) -> tuple[dict | None, dict | None, list[tuple[str, Any]]]:
         # _card() draws from self.r, so it runs once per generator; fields() and files() share the result.
@@ -975,7 +1017,7 @@ class _ModelGen(_Gen):
         return self._cache
 
     def fields(self) -> dict:
-        e, r, a = self.e, self.r, self.arch
+        e, a = self.e, self.arch
         tags = self.tags()
         card, config, plan = self._bundle()
         f = self._base_fields()
@@ -1010,24 +1052,22 @@ class _ModelGen(_Gen):
         hub = self.hub
         spaces = [hub.spaces[s].id for s in e._spaces[:SPACES_LIST_CAP]] if hub else []
         f["spaces"] = spaces
-        lfs_total = sum(c for _, c in plan if isinstance(c, int))
-        if self.safetensors or e._extra.startswith("big:"):
-            n = max(1, lfs_total // 2)
-            dtype = "F32" if a.pipeline in (None, "fill-mask", "text-classification") else "BF16"
-            params = {dtype: n * 1000 + r.randint(0, 999)}
-            if r.random() < 0.15:
-                params["I64"] = 512
+        lfs_total = sum(c.size if isinstance(c, LfsContent) else c for _, c in plan if isinstance(c, int | LfsContent))
+        # The Hub reads these two from the weight files' headers: so does the replica (weights.py).
+        params: dict[str, int] = {}
+        for path, content in plan:
+            if path.endswith(".safetensors") and isinstance(content, LfsContent):
+                for dtype, count in content.parameters.items():
+                    params[dtype] = params.get(dtype, 0) + count
+        if params:
             f["safetensors"] = {"parameters": params, "total": sum(params.values())}
-        if self.gguf:
-            g: dict[str, Any] = {"total": lfs_total * 1000, "architecture": a.model_type or "llama",
-                                 "context_length": r.choice((2048, 4096, 8192, 32768))}
-            if self.chat:
-                g["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-            g["bos_token"] = "<s>"
-            g["eos_token"] = "</s>"
-            f["gguf"] = g
+        gguf = next((c.gguf for _, c in plan if isinstance(c, LfsContent) and c.gguf is not None), None)
+        if gguf is not None:
+            f["gguf"] = gguf
+        inference = self._inference()
+        if inference is not None:
+            f["inference"] = inference
         if self.warm:
-            f["inference"] = "warm"
             f["inferenceProviderMapping"] = {"hf-inference": {"status": "live", "providerId": e.id,
                                                               "task": self.pipeline or "text-generation"}}
         f["usedStorage"] = lfs_total * (1 + (e._salt % 3)) + 1024 * len(plan)

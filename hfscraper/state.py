@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 7, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 8, in the `meta` table; an older file gets the new tables and indexes when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -27,6 +27,10 @@ What it holds (schema version 7, in the `meta` table; an older file gets the new
   every few seconds during a crawl and when it closes (`hfscraper.extensions.progress`), shown by `scrapy status`.
 - `car_packs` (since version 7), and `pins.car_offset`/`car_length`: the CAR packs of the IPFS stage, how many pins
   still point into each, and where each entity's blocks lie in its pack (see `hfscraper.ipfs.packs`).
+- Case-insensitive indexes (since version 8): Hub repo ids are case-insensitive, so `entities`,
+  `provenance_nodes` and `provenance_aliases` are also indexed by `id COLLATE NOCASE` (ASCII case, as Hub ids are
+  ASCII): a reference in another case finds the entity (`hfscraper.provenance.store`), and an entity the listing
+  now spells in another case takes over its old spelling's row and folder (`StateStore.respell`).
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -64,7 +68,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -147,6 +151,7 @@ CREATE TABLE IF NOT EXISTS entities (
     seal TEXT,
     PRIMARY KEY (repo_type, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_nocase ON entities (repo_type, id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS request_keys (
     spider TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -199,6 +204,7 @@ CREATE TABLE IF NOT EXISTS provenance_nodes (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_nodes_nocase ON provenance_nodes (repo_type, id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS provenance_edges (
     origin_type TEXT NOT NULL,
     origin_id TEXT NOT NULL,
@@ -219,6 +225,7 @@ CREATE TABLE IF NOT EXISTS provenance_aliases (
     checked_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, old_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_aliases_nocase ON provenance_aliases (repo_type, old_id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS car_packs (
     name TEXT PRIMARY KEY,
     refs INTEGER NOT NULL,

@@ -102,11 +102,10 @@ def _write_entity(db: sqlite3.Connection, e: Extraction, when: str) -> None:
 
 def known_alias(store: StateStore, repo_type: str, old_id: str) -> tuple[bool, str | None]:
     """`(checked, current id)` of an id the rename check has seen, in any case (current id None: no such repo)."""
-    row = store.db.execute(
-        "SELECT current_id FROM provenance_aliases WHERE repo_type = ? AND old_id = ? COLLATE NOCASE "
-        "ORDER BY old_id = ? DESC LIMIT 1",
-        (repo_type, old_id, old_id),
-    ).fetchone()
+    exact = "SELECT current_id FROM provenance_aliases WHERE repo_type = ? AND old_id = ?"
+    row = store.db.execute(exact, (repo_type, old_id)).fetchone()
+    if row is None:
+        row = store.db.execute(_ALIAS_NOCASE + " LIMIT 1", (repo_type, old_id)).fetchone()
     return (False, None) if row is None else (True, row[0])
 
 
@@ -134,6 +133,7 @@ def record_alias(store: StateStore, repo_type: str, old_id: str, current_id: str
 # Reading the graph back (streamed)
 # ---------------------------------------------------------------------------------------------------------
 
+
 def _node_of(t: str, i: str) -> str:
     """SQL: the crawled node id that id *i* of type *t* names, its exact spelling first, then in any case (NULL:
     none). Two index look-ups (the primary key, then `provenance_nodes_nocase`)."""
@@ -145,9 +145,9 @@ def _node_of(t: str, i: str) -> str:
 
 def _alias_of(t: str, i: str) -> str:
     """SQL: the current id an alias gives id *i* of type *t* (its exact spelling first, then in any case)."""
-    found = "SELECT a.current_id FROM provenance_aliases a WHERE a.repo_type = {t} AND a.old_id = {i}{c} " \
-            "AND a.current_id IS NOT NULL"  # fmt: skip
-    return f"coalesce(({found.format(t=t, i=i, c='')}), ({found.format(t=t, i=i, c=' COLLATE NOCASE')} LIMIT 1))"
+    exact = f"SELECT a.current_id FROM provenance_aliases a WHERE a.repo_type = {t} AND a.old_id = {i}"
+    nocase = f"SELECT a.current_id FROM provenance_aliases a INDEXED BY provenance_aliases_nocase WHERE a.repo_type = {t} AND a.old_id = {i} COLLATE NOCASE"  # noqa: E501
+    return f"coalesce(({exact} AND a.current_id IS NOT NULL), ({nocase} AND a.current_id IS NOT NULL LIMIT 1))"
 
 
 def _spelling_of(t: str, i: str) -> str:
@@ -161,6 +161,11 @@ def _canonical(t: str, i: str) -> str:
 
 
 _CRAWLED_ID: Final = f"SELECT {_node_of(':type', ':id')}"
+#: INDEXED BY: SQLite would otherwise prefer the primary key on `repo_type` alone (a scan of the type's aliases).
+_ALIAS_NOCASE: Final = (
+    "SELECT current_id FROM provenance_aliases INDEXED BY provenance_aliases_nocase "
+    "WHERE repo_type = ? AND old_id = ? COLLATE NOCASE"
+)
 
 _REVERSE: Final = "NOT (e.origin_type = e.src_type AND e.origin_id = e.src_id)"
 
@@ -187,8 +192,8 @@ SELECT e.src_type, CASE WHEN {_REVERSE} THEN {_canonical("e.src_type", "e.src_id
 FROM provenance_edges e
 LEFT JOIN entities o ON o.repo_type = e.origin_type AND o.id = e.origin_id
 WHERE o.deleted_at IS NULL
-  AND (NOT {_REVERSE}
-       OR NOT EXISTS (SELECT 1 FROM provenance_nodes n WHERE n.repo_type = e.src_type AND n.id = e.src_id COLLATE NOCASE))
+  AND (NOT {_REVERSE} OR NOT EXISTS (
+      SELECT 1 FROM provenance_nodes n WHERE n.repo_type = e.src_type AND n.id = e.src_id COLLATE NOCASE))
 ORDER BY e.src_type, src, e.dst_type, dst, e.kind
 """
 

@@ -48,6 +48,7 @@ _BIG_HASHES: dict[tuple[str, int], tuple[str, str]] = {}  # hashes of >1 MiB fil
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 def fold_id(repo_id: str) -> str:
@@ -60,7 +61,7 @@ def other_case(repo_id: str) -> str:
     """The spelling in another case an owner may write for `repo_id`: lower case, or upper case when it is already
     lower case (the same as `repo_id` only when it has no ASCII letter)."""
     lower = fold_id(repo_id)
-    return lower if lower != repo_id else repo_id.translate(str.maketrans(string.ascii_lowercase, string.ascii_uppercase))
+    return lower if lower != repo_id else repo_id.translate(_ASCII_UPPER)
 
 
 def hub_date(ts: int) -> str:

@@ -1279,10 +1279,10 @@ class _SpaceGen(_Gen):
             lines = [f"import {self.sdk}"]
             if self.models:
                 lines.append("from transformers import pipeline")
-                lines += [f'pipe{n} = pipeline(model="{m.id}")' for n, m in enumerate(self.models)]
+                lines += [f'pipe{n} = pipeline(model="{self.spell(m.id)}")' for n, m in enumerate(self.models)]
             if self.datasets:
                 lines.append("from datasets import load_dataset")
-                lines += [f'ds{n} = load_dataset("{d.id}")' for n, d in enumerate(self.datasets)]
+                lines += [f'ds{n} = load_dataset("{self.spell(d.id)}")' for n, d in enumerate(self.datasets)]
             lines.append('demo = gradio.Interface(fn=lambda x: x, inputs="text", outputs="text")'
                          if self.sdk == "gradio" else 'streamlit.title("demo")')
             if self.sdk == "gradio":

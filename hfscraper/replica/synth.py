@@ -13,6 +13,8 @@ Facts mirrored from the real Hub (recorded responses in tests/data/hub_fixtures,
   id, while the model card keeps whatever id its author wrote (possibly an old, renamed one).
 - `dataset:<id>` tags for models trained on datasets; spaces list the `models`/`datasets` they use and
   each model lists (at most 100 of) the spaces that use it.
+- Repo ids are case-insensitive: `find` looks an id up in any case; a few entities (`MISCASED`) name their links
+  in another case, in the card, the `dataset:` tags (copied from the card as written) and a space's lists.
 - An LFS file's git blob is its pointer file, so `blob_sha1` of an LFS file is the pointer's git blob
   sha1 (what the Hub's tree calls `oid`), and `sha256` is the content's (the tree's `lfs.oid`).
 

@@ -14,10 +14,10 @@ another case is the crawled entity's, under its canonical id, and an id another 
 is never looked up again.
 
 `resolved_edges` reads the graph's edges back in a stable order, streamed: each end's id canonical (the crawled
-entity's id in any case; else an alias's current id; else, for a stub named in several cases, one spelling of them,
-the Hub's when a look-up gave it), the out-edges of tombstoned entities dropped, reverse links dropped when their
-source was crawled itself (its own list is the authority), and one edge per `(source, target, kind)` with the union
-of its sources.
+entity's id in any case; else an alias's current id; else, for a stub named in several cases, one spelling of them:
+the Hub's when a look-up gave it, else the one written most), the out-edges of tombstoned entities dropped, reverse
+links dropped when their source was crawled itself (its own list is the authority), and one edge per
+`(source, target, kind)` with the union of its sources.
 
 Blocking functions over a `StateStore` (or a bare `sqlite3.Connection` for reads); inside a crawl, run them
 through `SharedStateStore.call`.
@@ -170,7 +170,8 @@ _ALIAS_NOCASE: Final = (
 _REVERSE: Final = "NOT (e.origin_type = e.src_type AND e.origin_id = e.src_id)"
 
 #: One spelling per id of a stub named in several cases (table `temp.g_spelling`, filled by `_SPELLINGS`): the
-#: Hub's (an alias's current id) first, else the first in binary order. Ids of crawled entities are left out.
+#: Hub's (an alias's current id) first, else the one written most often, else the first in binary order. Ids of
+#: crawled entities are left out.
 _SPELLING_TABLE: Final = (
     "CREATE TEMP TABLE g_spelling (type TEXT NOT NULL, folded TEXT NOT NULL COLLATE NOCASE, spelling TEXT NOT NULL, "
     "PRIMARY KEY (type, folded)) WITHOUT ROWID"
@@ -178,12 +179,13 @@ _SPELLING_TABLE: Final = (
 _SPELLINGS: Final = f"""
 INSERT OR IGNORE INTO temp.g_spelling (type, folded, spelling)
 SELECT r.type, r.id, r.id FROM (
-    SELECT a.repo_type AS type, a.current_id AS id, 0 AS rank FROM provenance_aliases a WHERE a.current_id IS NOT NULL
-    UNION ALL SELECT e.dst_type, e.dst_id, 1 FROM provenance_edges e
-    UNION ALL SELECT e.src_type, e.src_id, 1 FROM provenance_edges e WHERE {_REVERSE}
+    SELECT a.repo_type AS type, a.current_id AS id, 1 AS hub FROM provenance_aliases a WHERE a.current_id IS NOT NULL
+    UNION ALL SELECT e.dst_type, e.dst_id, 0 FROM provenance_edges e
+    UNION ALL SELECT e.src_type, e.src_id, 0 FROM provenance_edges e WHERE {_REVERSE}
 ) r
 WHERE NOT EXISTS (SELECT 1 FROM provenance_nodes k WHERE k.repo_type = r.type AND k.id = r.id COLLATE NOCASE)
-ORDER BY r.rank, r.type, r.id
+GROUP BY r.type, r.id
+ORDER BY max(r.hub) DESC, count(*) DESC, r.type, r.id
 """
 
 _EDGES_QUERY: Final = f"""

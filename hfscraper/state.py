@@ -1,6 +1,6 @@
 """The crash-safe crawl state: an embedded SQLite database in WAL mode, one file per output folder.
 
-What it holds (schema version 7, in the `meta` table; an older file gets the new tables when opened):
+What it holds (schema version 8, in the `meta` table; an older file gets the new tables and indexes when opened):
 
 - `crawls`: one row per crawl of one listing. A crawl may take several runs (a run ends with a finish
   reason, or is killed); it is `complete` once a run finished with every page stored. Columns: the listing
@@ -27,6 +27,10 @@ What it holds (schema version 7, in the `meta` table; an older file gets the new
   every few seconds during a crawl and when it closes (`hfscraper.extensions.progress`), shown by `scrapy status`.
 - `car_packs` (since version 7), and `pins.car_offset`/`car_length`: the CAR packs of the IPFS stage, how many pins
   still point into each, and where each entity's blocks lie in its pack (see `hfscraper.ipfs.packs`).
+- Case-insensitive indexes (since version 8): Hub repo ids are case-insensitive, so `entities`,
+  `provenance_nodes` and `provenance_aliases` are also indexed by `id COLLATE NOCASE` (ASCII case, as Hub ids are
+  ASCII): a reference in another case finds the entity (`hfscraper.provenance.store`), and an entity the listing
+  now spells in another case takes over its old spelling's row and folder (`StateStore.respell`).
 
 It never holds a token or request headers: only listing URLs (which carry no credentials) and Hub metadata.
 
@@ -44,6 +48,7 @@ process share one connection and never contend for SQLite's write lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hashlib
@@ -64,7 +69,7 @@ from hfscraper.fsutil import TEMP_PREFIX, write_atomic
 from hfscraper.hub import HostileIdError, entity_folder_name
 from hfscraper.items import HubEntityItem, format_hub_datetime
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 #: State files are named `hfscraper-<output folder name>-<8 hex digits of its resolved path>.sqlite3`.
 STATE_FILE_PREFIX: Final = "hfscraper-"
 STATE_FILE_SUFFIX: Final = ".sqlite3"
@@ -147,6 +152,7 @@ CREATE TABLE IF NOT EXISTS entities (
     seal TEXT,
     PRIMARY KEY (repo_type, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_nocase ON entities (repo_type, id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS request_keys (
     spider TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -199,6 +205,7 @@ CREATE TABLE IF NOT EXISTS provenance_nodes (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_nodes_nocase ON provenance_nodes (repo_type, id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS provenance_edges (
     origin_type TEXT NOT NULL,
     origin_id TEXT NOT NULL,
@@ -219,6 +226,7 @@ CREATE TABLE IF NOT EXISTS provenance_aliases (
     checked_at TEXT NOT NULL,
     PRIMARY KEY (repo_type, old_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_aliases_nocase ON provenance_aliases (repo_type, old_id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS car_packs (
     name TEXT PRIMARY KEY,
     refs INTEGER NOT NULL,
@@ -353,6 +361,26 @@ def entity_folder(output_dir: Path, repo_type: str, repo_id: str) -> Path | None
         return output_dir / OUTPUT_FOLDERS[repo_type] / entity_folder_name(repo_id)
     except (HostileIdError, KeyError):
         return None
+
+
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold(repo_id: str) -> str:
+    """The case-insensitive key of an id, as SQLite's NOCASE compares (ASCII letters)."""
+    return repo_id.translate(_ASCII_LOWER)
+
+
+def _rename_folder(output_dir: Path, repo_type: str, old: str, new: str) -> bool:
+    """Move an entity's folder to its new spelling's name (`StateStore.respell`); False when there is nothing to move
+    or the new name is taken (then the pipelines write the new folder, and the old one stays)."""
+    source, target = entity_folder(output_dir, repo_type, old), entity_folder(output_dir, repo_type, new)
+    if source is None or target is None or not source.is_dir():
+        return False
+    if target.exists() and not os.path.samefile(source, target):  # samefile: a case-insensitive file system
+        return False
+    os.rename(source, target)
+    return True
 
 
 def write_tombstone(output_dir: Path, repo_type: str, repo_id: str, when: str) -> bool:
@@ -827,6 +855,56 @@ class StateStore:
                 ],
             )  # fmt: skip
         return restored
+
+    def respell(self, repo_type: str, ids: Iterable[str], crawl_id: int, output_dir: Path) -> list[tuple[str, str]]:
+        """Give entities the Hub now spells in another case their new spelling; `[(old id, new id)]`.
+
+        Hub ids are case-insensitive and the Hub may change an id's case (an owner renamed `Org` to `org`): the
+        listing then gives the new spelling of an entity the state holds under the old one. One entity, one row
+        and one folder: for each of *ids* (a listing page's) with no row of its own but a row under another case
+        that this crawl has neither seen nor stored (a case twin listed in the same crawl is another repo, which
+        only a hostile server serves), the old row takes the new id in every table keyed by the entity, its
+        folder is renamed, and its stages are forgotten so the pipelines run for it again (its `metadata.json`
+        must carry the new id) without downloading the files that are still there.
+        """
+        wanted = list(dict.fromkeys(ids))
+        moves: list[tuple[str, str]] = []
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            spellings: dict[str, list[tuple[str, Any, Any]]] = {}
+            for row in self.db.execute(
+                # INDEXED BY: without it SQLite prefers the primary key (repo_type only): a scan of the type.
+                f"SELECT id, seen_crawl_id, stored_crawl_id FROM entities INDEXED BY entities_nocase "
+                f"WHERE repo_type = ? AND id COLLATE NOCASE IN ({marks})",
+                (repo_type, *chunk),
+            ):
+                spellings.setdefault(_fold(row[0]), []).append(tuple(row))
+            on_page = collections.Counter(_fold(repo_id) for repo_id in chunk)
+            for repo_id in chunk:
+                rows = spellings.get(_fold(repo_id), [])
+                if len(rows) != 1 or rows[0][0] == repo_id or crawl_id in rows[0][1:] or on_page[_fold(repo_id)] > 1:
+                    continue  # its own row, none, twins (held, or on this page), or seen by this crawl already
+                moves.append((rows[0][0], repo_id))
+        if not moves:
+            return moves
+        with self.transaction():
+            for old, new in moves:
+                self.db.execute(
+                    "UPDATE entities SET id = ?, stages = '[]', stored_crawl_id = NULL, seal = NULL "
+                    "WHERE repo_type = ? AND id = ?",
+                    (new, repo_type, old),
+                )
+                for table in ("cids", "pins", "files", "provenance_nodes"):
+                    self.db.execute(f"UPDATE {table} SET id = ? WHERE repo_type = ? AND id = ?", (new, repo_type, old))
+                self.db.execute(
+                    "UPDATE provenance_edges SET origin_id = ?, src_id = CASE WHEN src_id = ? THEN ? ELSE src_id END "
+                    "WHERE origin_type = ? AND origin_id = ?",
+                    (new, old, new, repo_type, old),
+                )
+        for old, new in moves:
+            _rename_folder(output_dir, repo_type, old, new)
+        return moves
 
     def mark_stage(self, repo_type: str, repo_id: str, stage: str) -> None:
         """Add a completed stage to an entity's current version (for pipeline stages that finish later)."""

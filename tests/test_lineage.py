@@ -220,9 +220,12 @@ def test_resolve_and_close_matches() -> None:
     g = family()
     assert resolve(g, "org/base") == "model:org/base"
     assert resolve(g, "org/data", "dataset") == "dataset:org/data"
+    assert resolve(g, "ORG/Base") == "model:org/base"  # Hub ids are case-insensitive
+    twins = family()
+    add(twins, "model:ORG/base")  # case twins (only a hostile server has them)
     with pytest.raises(UnknownEntityError) as caught:
-        resolve(g, "ORG/Base")
-    assert caught.value.suggestions[0] == "model:org/base"
+        resolve(twins, "Org/Base")
+    assert caught.value.suggestions[:2] == ["model:ORG/base", "model:org/base"]
     with pytest.raises(UnknownEntityError) as caught:
         resolve(g, "org/bsae")
     assert "model:org/base" in caught.value.suggestions

@@ -81,10 +81,15 @@ def test_dot_and_mermaid_formats(output: Path) -> None:
     assert mermaid.returncode == 0 and mermaid.stdout.startswith("flowchart BT\n")
 
 
+def test_id_in_another_case_is_the_entity(output: Path) -> None:
+    proc = lineage(output, "ORG/FT")  # Hub ids are case-insensitive
+    assert proc.returncode == 0 and proc.stdout == lineage(output, "org/ft").stdout and proc.stderr == ""
+
+
 def test_unknown_id_suggests_close_matches(output: Path) -> None:
-    proc = lineage(output, "ORG/FT")
+    proc = lineage(output, "ORG/FTS")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "hfscraper: no model 'ORG/FT' in the provenance graph; did you mean org/ft, org/q, org/m, org/data (--type dataset), org/other?\n"  # noqa: E501
+    assert proc.stderr == "hfscraper: no model 'ORG/FTS' in the provenance graph; did you mean org/ft, org/q, org/m, org/data (--type dataset), org/base?\n"  # noqa: E501
     proc = lineage(output, "org/bsae")
     assert proc.returncode == 2 and "did you mean org/base" in proc.stderr and len(proc.stderr.splitlines()) == 1
 

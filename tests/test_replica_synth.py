@@ -80,6 +80,7 @@ def test_ids_dates_and_lookups(hub):
             assert NAME.match(name), e.id
             assert owner == "" or OWNER.match(owner), e.id
             assert hub.get(repo_type, e.id.swapcase()) is None or e.id.swapcase() == e.id
+            assert hub.find(repo_type, e.id.swapcase()) is e  # the Hub's look-up: any case
     assert len(mongo_ids) == sum(hub.counts().values())
     assert any("/" not in e.id for e in ordinary(hub.models))  # legacy ids like "gpt2"
     assert any(len(e.id.rpartition("/")[2]) > 60 for e in ordinary(hub.models))
@@ -129,9 +130,11 @@ def test_relations_are_consistent(hub):
                 assert not base.private and not e.private or not base.private
                 assert f"base_model:{target}" in tags and f"base_model:{rel['relation']}:{target}" in tags
                 relations_seen.add(rel["relation"])
-                # The card names the base either by its id or by an old id that redirects to it.
-                assert target in card_bases or any(hub.resolve_rename("model", c) == target for c in card_bases)
-                renamed_card_seen += target not in card_bases
+                # The card names the base by its id (in any case: ids are case-insensitive) or by an old id that
+                # redirects to it.
+                named = {c.lower() for c in card_bases}
+                assert target.lower() in named or any(hub.resolve_rename("model", c) == target for c in card_bases)
+                renamed_card_seen += target.lower() not in named
                 if not e.private:
                     children[target] = children.get(target, 0) + 1
             elif rel["kind"] == "base_model":
@@ -140,7 +143,8 @@ def test_relations_are_consistent(hub):
                 assert target in card_bases and not any(target in t for t in tags)
             elif rel["kind"] == "dataset":
                 ds = hub.get("dataset", target)
-                assert ds is not None and not ds.private and f"dataset:{target}" in tags
+                # The tag names it as the card does, possibly in another case (the Hub copies the card's ids).
+                assert ds is not None and not ds.private and f"dataset:{target}".lower() in {t.lower() for t in tags}
             assert rel["target_type"] in ("model", "dataset")
         bases = [r for r in e.relations if r["kind"] == "base_model" and r["source"] == "tag"]
         if bases:
@@ -170,7 +174,8 @@ def test_spaces_link_models_and_datasets(hub):
             assert rel["source"] == "api" and rel["relation"] is None
             target = hub.get(rel["target_type"], rel["target"])
             assert target is not None and not target.private
-            assert rel["target"] in f["models" if rel["kind"] == "model" else "datasets"]
+            listed = f["models" if rel["kind"] == "model" else "datasets"]
+            assert rel["target"].lower() in {x.lower() for x in listed}  # as the owner wrote it: any case
             if rel["kind"] == "model" and not s.private:
                 users.setdefault(rel["target"], []).append(s)
     assert users

@@ -83,6 +83,9 @@ def judge(
 ) -> tuple[dict[str, str], set[str]]:
     """On the store's thread: `({id: DUPLICATE | UNCHANGED}, {stored request keys})` for one page's output."""
     required = frozenset(stages)
+    # An entity the Hub now spells in another case takes over its old spelling's row and folder first.
+    for old, new in store.respell(repo_type, versions, crawl_id, output_dir):
+        logger.info("%(old)s is now spelled %(new)s: its row and folder follow", {"old": old, "new": new})
     states = store.entities(repo_type, versions)
     verdicts: dict[str, str] = {}
     for repo_id, (sha, modified) in versions.items():

@@ -10,7 +10,9 @@ Renamed ids: the Hub's tags and API fields carry current ids. An id only the car
 `dataset:` tag) may be a renamed repo's old name: with HFSCRAPER_PROVENANCE_RESOLVE_RENAMES, it is looked up once
 (`GET /api/<type>s/<id>`, redirects not followed: the Hub answers an old name with a 307 to the current one, an
 unknown one with 404), unless it is a crawled entity; the answer is kept in the state and never asked again. A
-failed look-up (network, 429, 5xx) is asked again by a later crawl.
+failed look-up (network, 429, 5xx) is asked again by a later crawl. Ids are case-insensitive on the Hub: an id crawled
+or looked up in another case is not looked up, and a 200 whose `id` is the card's id in another case records that
+canonical spelling as its alias.
 
 When the last crawler of the process that uses this output folder stops (`engine_stopped`; after the crawl state
 tombstoned what a full sweep no longer found), the files under `output_dir/provenance/` are rebuilt from the state
@@ -24,7 +26,8 @@ HFSCRAPER_STORE_FSYNC.
 
 Stats: hfscraper/provenance/entities, hfscraper/provenance/edges, hfscraper/provenance/edges/<kind>,
 hfscraper/provenance/skipped/<reason> (untrusted values left out: `card/base_model/wrong_type`, `.../bad_id`,
-`.../too_many`, ...), hfscraper/provenance/renames/resolved|unknown|cached|failed, hfscraper/provenance/failed,
+`.../too_many`, ...), hfscraper/provenance/renames/resolved|recased|unknown|cached|failed (recased: the Hub spells
+a card's id in another case), hfscraper/provenance/failed,
 hfscraper/provenance/rebuild/nodes|edges|stubs|seconds, hfscraper/provenance/rebuild/failed.
 """
 
@@ -53,7 +56,7 @@ from hfscraper.hub import build_entity_url, normalize_endpoint
 from hfscraper.items import _MISSING, HubEntityItem
 from hfscraper.middlewares.ratelimit import UNSCHEDULED_META
 from hfscraper.pipelines import StageFailed
-from hfscraper.provenance.extract import Extraction, extract
+from hfscraper.provenance.extract import Extraction, extract, fold_id
 from hfscraper.provenance.freshness import mark_stale
 from hfscraper.provenance.store import RECORD_BATCH, is_crawled, known_alias, record_alias, record_entity_batch
 from hfscraper.resources import ResourceGuard
@@ -297,7 +300,12 @@ class ProvenancePipeline:
                 logger.info("Provenance: %(old)s was renamed %(new)s", {"old": repo_id, "new": current})
                 return current
         elif response.status == 200:
-            return repo_id  # it exists under this name (not crawled: private, gated or outside the crawl)
+            # It exists (not crawled: private, gated or outside the crawl). Ids are case-insensitive: the body
+            # names it under its canonical id, which then stands for the spelling the card wrote.
+            current = canonical_id_from_body(response, repo_id)
+            if current != repo_id:
+                self.stats.inc_value(f"{STATS}/renames/recased")
+            return current
         elif response.status in (401, 404, 410):
             self.stats.inc_value(f"{STATS}/renames/unknown")
             return ""
@@ -311,6 +319,18 @@ class ProvenancePipeline:
         self.stats.inc_value(f"{STATS}/failed")
         logger.error("Provenance: relations of %(entity)s not recorded: %(error)s", {"entity": label, "error": message})
         raise StageFailed(STAGE, f"provenance stage failed for {label}: {message}")
+
+
+def canonical_id_from_body(response: Response, repo_id: str) -> str:
+    """The `id` of a 200 answer for *repo_id* when it is *repo_id* in another case (the Hub's canonical spelling);
+    else *repo_id* (an unreadable body, or one about another repo, changes nothing)."""
+    try:
+        current = json.loads(response.body).get("id")
+    except (ValueError, AttributeError):
+        return repo_id
+    if isinstance(current, str) and current != repo_id and fold_id(current) == fold_id(repo_id):
+        return current
+    return repo_id
 
 
 class _ApiFields(Mapping[str, Any]):

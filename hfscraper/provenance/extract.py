@@ -51,6 +51,15 @@ _ATTRIBUTE_KEYS: Final = {
 }  # fmt: skip
 
 
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_id(repo_id: str) -> str:
+    """A Hub id's case-insensitive key (the Hub answers an id in any case): its ASCII letters lower-cased, as
+    SQLite's `NOCASE` compares them (Hub ids are ASCII; other characters are compared as they are)."""
+    return repo_id.translate(_ASCII_LOWER)
+
+
 class Edge(NamedTuple):
     """One declared edge: from the dependent entity (`src`) to what it depends on (`dst`)."""
 
@@ -149,7 +158,7 @@ def extract(repo_type: str, api: Mapping[str, Any]) -> Extraction:
     edges: list[Edge] = []
     for edge in result.edges:
         key = (edge.src_type, edge.src_id, edge.dst_type, edge.dst_id, edge.source)
-        if (edge.src_type, edge.src_id) == (edge.dst_type, edge.dst_id):
+        if edge.src_type == edge.dst_type and fold_id(edge.src_id) == fold_id(edge.dst_id):
             result.skipped["self_link"] += 1
         elif key not in seen:
             seen.add(key)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from hfscraper.provenance.extract import fold_id
 from hfscraper.provenance.freshness import NODES_PARQUET, PROVENANCE_FOLDER
 from hfscraper.provenance.text import json_text
 
@@ -148,7 +149,12 @@ def neighbourhood(
     graph = nx.DiGraph()
     rows = files.node_rows([root])
     if root not in rows:
-        raise unknown_entity((row["key"] for row in files.nodes.scan(["key"])), entity_id, entity_type)
+        # Another case of the id (the Hub's ids are case-insensitive): one scan of the node keys.
+        other = case_match((row["key"] for row in files.nodes.scan(["key"])), entity_id, entity_type)
+        if other is None:
+            raise unknown_entity((row["key"] for row in files.nodes.scan(["key"])), entity_id, entity_type)
+        root = other
+        rows = files.node_rows([root])
     graph.add_node(root, **node_attributes(rows[root]))
     loaded: dict[Direction, set[str]] = {"ancestors": set(), "descendants": set()}
 
@@ -202,12 +208,23 @@ def _split_key(key: str) -> tuple[str, str]:
 
 
 def resolve(graph: nx.DiGraph, entity_id: str, entity_type: str = "model") -> str:
-    """The node key of *entity_id* (of *entity_type*). Raises UnknownEntityError with up to five close matches
-    (case-insensitive, then by name without the owner, then by similarity; the same type first)."""
+    """The node key of *entity_id* (of *entity_type*), named in any case. Raises UnknownEntityError with up to five
+    close matches (case-insensitive, then by name without the owner, then by similarity; the same type first)."""
     key = node_key(entity_type, entity_id)
     if key in graph:
         return key
+    other = case_match((str(node) for node in graph.nodes), entity_id, entity_type)
+    if other is not None:
+        return other
     raise unknown_entity((str(node) for node in graph.nodes), entity_id, entity_type)
+
+
+def case_match(keys: Iterable[str], entity_id: str, entity_type: str) -> str | None:
+    """The one node key of *keys* that names *entity_id* of *entity_type* in another case (Hub ids are
+    case-insensitive), or None: none, or several (case twins only a hostile server serves: no guess)."""
+    wanted = node_key(entity_type, fold_id(entity_id))
+    found = [key for key in keys if fold_id(key) == wanted]
+    return found[0] if len(found) == 1 else None
 
 
 #: Matches at least this similar are suggested (`difflib.get_close_matches`' default cutoff).

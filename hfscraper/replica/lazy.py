@@ -262,6 +262,11 @@ class LazyHub:
 
     def get(self, repo_type: str, repo_id: str) -> synth.Entity | None:
         """The entity whose id is exactly *repo_id*: its index is the id's last ``-<digits>``."""
+        entity = self.find(repo_type, repo_id)
+        return entity if entity is not None and entity.id == repo_id else None
+
+    def find(self, repo_type: str, repo_id: str) -> synth.Entity | None:
+        """The entity *repo_id* names in any case (the Hub's look-up): the index is in the id, so no table."""
         repo_type = _PLURAL.get(repo_type, repo_type)
         _, _, digits = repo_id.rpartition("-")
         if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
@@ -270,7 +275,7 @@ class LazyHub:
         if i >= self.types[repo_type].n:
             return None
         entity = self.entity(repo_type, i)
-        return entity if entity.id == repo_id else None
+        return entity if synth.fold_id(entity.id) == synth.fold_id(repo_id) else None
 
     def resolve_rename(self, repo_type: str, repo_id: str) -> str | None:
         return None  # no renames in a lazy Hub

@@ -368,15 +368,15 @@ class HubReplica:
     def _find(self, repo_type: str, candidates: list[tuple[str, int]]) -> tuple[str, int, Any, str | None]:
         """Pick among possible (id, segment count) splits of a path.
 
-        An existing repo wins, then a renamed one; otherwise the ``owner/name`` split
-        (or a legacy one-segment id) names the missing repo.  Ids of any number of
-        segments are tried because the synthetic Hub may hold ids the real one refuses.
+        An existing repo wins (named in any case: the answer is the repo's, under its canonical id), then a
+        renamed one; otherwise the ``owner/name`` split (or a legacy one-segment id) names the missing repo.
+        Ids of any number of segments are tried because the synthetic Hub may hold ids the real one refuses.
         """
         candidates = sorted(candidates, key=lambda c: -c[1])
         for repo_id, n in candidates:
-            entity = self.hub.get(repo_type, repo_id)
+            entity = self.hub.find(repo_type, repo_id)
             if entity is not None:
-                return repo_id, n, entity, None
+                return entity.id, n, entity, None
         for repo_id, n in candidates:
             new_id = self.hub.resolve_rename(repo_type, repo_id)
             if new_id is not None:

@@ -13,6 +13,8 @@ Facts mirrored from the real Hub (recorded responses in tests/data/hub_fixtures,
   id, while the model card keeps whatever id its author wrote (possibly an old, renamed one).
 - `dataset:<id>` tags for models trained on datasets; spaces list the `models`/`datasets` they use and
   each model lists (at most 100 of) the spaces that use it.
+- Repo ids are case-insensitive: `find` looks an id up in any case; a few entities (`MISCASED`) name their links
+  in another case, in the card, the `dataset:` tags (copied from the card as written) and a space's lists.
 - An LFS file's git blob is its pointer file, so `blob_sha1` of an LFS file is the pointer's git blob
   sha1 (what the Hub's tree calls `oid`), and `sha256` is the content's (the tree's `lfs.oid`).
 
@@ -27,8 +29,9 @@ import json
 import math
 import random
 import re
+import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -40,10 +43,30 @@ _PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
 OLD_CREATED_TS = 1646263744  # 2022-03-02T23:29:04Z: the createdAt of every repo older than creation dates
 END_TS = 1788220800  # 2026-09-01T00:00:00Z: the synthetic Hub's "now"
+#: `Entity._flags` bit: the card, the `dataset:` tags and a space's `models`/`datasets` name the entity's links in
+#: another case (`other_case`), as owners write them; the Hub still resolves them (docs/CONTRACTS.md, "Repo ids").
+MISCASED = 1 << 12
 SPACES_LIST_CAP = 100  # the Hub shows at most 100 spaces on a model (gpt2, Llama cassettes: exactly 100)
 LFS_POINTER_HEAD = b"version https://git-lfs.github.com/spec/v1\n"
 _BLOCK = 1 << 20  # pseudo-random content is generated in independent 1 MiB blocks (random access)
 _BIG_HASHES: dict[tuple[str, int], tuple[str, str]] = {}  # hashes of >1 MiB files, computed once
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
+def fold_id(repo_id: str) -> str:
+    """A repo id's case-insensitive key: ASCII letters lower-cased (Hub ids are ASCII; SQLite's NOCASE folds the
+    same letters, so the crawler's look-ups agree with the replica's)."""
+    return repo_id.translate(_ASCII_LOWER)
+
+
+def other_case(repo_id: str) -> str:
+    """The spelling in another case an owner may write for `repo_id`: lower case, or upper case when it is already
+    lower case (the same as `repo_id` only when it has no ASCII letter)."""
+    lower = fold_id(repo_id)
+    return lower if lower != repo_id else repo_id.translate(_ASCII_UPPER)
 
 
 def hub_date(ts: int) -> str:
@@ -461,6 +484,9 @@ class SyntheticHub:
         self.spaces: list[Entity] = []
         self._by_id: dict[str, dict[str, Entity]] = {t: {} for t in REPO_TYPES}
         self._renames: dict[str, dict[str, str]] = {t: {} for t in REPO_TYPES}
+        # The same, keyed by `fold_id(id)`: the Hub answers an id in any case (docs/CONTRACTS.md, "Repo ids").
+        self._by_fold: dict[str, dict[str, Entity]] = {t: {} for t in REPO_TYPES}
+        self._renames_fold: dict[str, dict[str, str]] = {t: {} for t in REPO_TYPES}
 
     def entities(self, repo_type: str) -> list[Entity]:
         repo_type = _PLURAL.get(repo_type, repo_type)
@@ -470,9 +496,17 @@ class SyntheticHub:
         """The entity whose canonical id is exactly `repo_id` (case-sensitive), else None."""
         return self._by_id[_PLURAL.get(repo_type, repo_type)].get(repo_id)
 
+    def find(self, repo_type: str, repo_id: str) -> Entity | None:
+        """The entity `repo_id` names in any case (the exact spelling first), else None: what the Hub serves."""
+        repo_type = _PLURAL.get(repo_type, repo_type)
+        entity = self._by_id[repo_type].get(repo_id)
+        return entity if entity is not None else self._by_fold[repo_type].get(fold_id(repo_id))
+
     def resolve_rename(self, repo_type: str, repo_id: str) -> str | None:
-        """The current id of a renamed repo's old id (for the Hub's 307), else None."""
-        return self._renames[_PLURAL.get(repo_type, repo_type)].get(repo_id)
+        """The current id of a renamed repo's old id, in any case (for the Hub's 307), else None."""
+        repo_type = _PLURAL.get(repo_type, repo_type)
+        current = self._renames[repo_type].get(repo_id)
+        return current if current is not None else self._renames_fold[repo_type].get(fold_id(repo_id))
 
     def add_legacy_alias(self, old_id: str) -> str | None:
         """Make *old_id* a renamed id of the most downloaded public, open model (the real Hub answers the recorded
@@ -495,17 +529,25 @@ class SyntheticHub:
         entity._idx = len(bucket)
         bucket.append(entity)
         self._by_id[entity.repo_type][entity.id] = entity
+        # Hostile case twins ("UPPER/Case", "upper/case") keep the first: `find` tries the exact spelling first.
+        self._by_fold[entity.repo_type].setdefault(fold_id(entity.id), entity)
         for old in entity.renamed_from:
             self._renames[entity.repo_type][old] = entity.id
+            self._renames_fold[entity.repo_type].setdefault(fold_id(old), entity.id)
         return entity
 
     def hide(self, repo_type: str, repo_id: str) -> Entity | None:
         """Take an entity out of id lookups, as if its repo were deleted (it stays in the truth); returns it."""
-        return self._by_id[_PLURAL.get(repo_type, repo_type)].pop(repo_id, None)
+        repo_type = _PLURAL.get(repo_type, repo_type)
+        entity = self._by_id[repo_type].pop(repo_id, None)
+        if entity is not None and self._by_fold[repo_type].get(fold_id(repo_id)) is entity:
+            del self._by_fold[repo_type][fold_id(repo_id)]
+        return entity
 
     def unhide(self, entity: Entity) -> None:
         """Undo `hide`."""
         self._by_id[entity.repo_type][entity.id] = entity
+        self._by_fold[entity.repo_type].setdefault(fold_id(entity.id), entity)
 
     def counts(self) -> dict[str, int]:
         return {"models": len(self.models), "datasets": len(self.datasets), "spaces": len(self.spaces)}
@@ -705,6 +747,10 @@ class _Gen:
         self.name = e.id.rsplit("/", 1)[-1]
         self._cache: Any = None
 
+    def spell(self, repo_id: str) -> str:
+        """How this entity's owner writes a link to *repo_id*: in another case when the entity is `MISCASED`."""
+        return other_case(repo_id) if self.e._flags & MISCASED else repo_id
+
     # subclasses: tags(), fields(), files()
 
     def _base_fields(self) -> dict:
@@ -799,7 +845,8 @@ class _ModelGen(_Gen):
         if self.chat:
             t.append("conversational")
         t += self.langs
-        t += ["dataset:" + d.id for d in self.datasets]
+        # The Hub copies the card's dataset ids into the tags as written (recorded: `dataset:squad_v2`), case too.
+        t += ["dataset:" + self.spell(d.id) for d in self.datasets]
         t += self.arxiv
         t += ["base_model:" + b.id for b in self.bases]
         t += [f"base_model:{self.rel}:{b.id}" for b in self.bases]
@@ -840,7 +887,7 @@ class _ModelGen(_Gen):
             names = []
             for n, b in enumerate(self.bases):
                 old = (e._flags >> (2 + n)) & 1 and b.renamed_from
-                names.append(b.renamed_from[0] if old else b.id)
+                names.append(b.renamed_from[0] if old else self.spell(b.id))
             if e._unknown_base:
                 names.append(e._unknown_base)
             parts["base_model"] = names[0] if (len(names) == 1 and not e._flags & 1) else names
@@ -854,7 +901,7 @@ class _ModelGen(_Gen):
             names = []
             for n, d in enumerate(self.datasets):
                 old = (e._flags >> (6 + n)) & 1 and d.renamed_from
-                names.append(d.renamed_from[0] if old else d.id)
+                names.append(d.renamed_from[0] if old else self.spell(d.id))
             parts["datasets"] = names[0] if (len(names) == 1 and e._flags & 1024) else names
         if self.card_widget and self.pipeline in _WIDGET_DEFAULTS:
             parts["widget"] = [{"text": f"Example {r.randint(1, 99)} for {self.name[:40]}"}]
@@ -1256,9 +1303,9 @@ class _SpaceGen(_Gen):
         if self.card_tags:
             card["tags"] = list(self.card_tags)
         if self.card_links and self.models:
-            card["models"] = [m.id for m in self.models]
+            card["models"] = [self.spell(m.id) for m in self.models]
         if self.card_links and self.datasets:
-            card["datasets"] = [d.id for d in self.datasets]
+            card["datasets"] = [self.spell(d.id) for d in self.datasets]
         card["short_description"] = f"A {self.sdk} demo"
         return card
 
@@ -1291,10 +1338,10 @@ class _SpaceGen(_Gen):
             lines = [f"import {self.sdk}"]
             if self.models:
                 lines.append("from transformers import pipeline")
-                lines += [f'pipe{n} = pipeline(model="{m.id}")' for n, m in enumerate(self.models)]
+                lines += [f'pipe{n} = pipeline(model="{self.spell(m.id)}")' for n, m in enumerate(self.models)]
             if self.datasets:
                 lines.append("from datasets import load_dataset")
-                lines += [f'ds{n} = load_dataset("{d.id}")' for n, d in enumerate(self.datasets)]
+                lines += [f'ds{n} = load_dataset("{self.spell(d.id)}")' for n, d in enumerate(self.datasets)]
             lines.append('demo = gradio.Interface(fn=lambda x: x, inputs="text", outputs="text")'
                          if self.sdk == "gradio" else 'streamlit.title("demo")')
             if self.sdk == "gradio":
@@ -1334,10 +1381,11 @@ class _SpaceGen(_Gen):
         f["cardData"] = card
         f["runtime"] = self.runtime()
         f["siblings"] = [{"rfilename": p} for p in sorted(p for p, _ in plan)]
+        # As the owner wrote them (README `models:`/`datasets:`); whether the Hub canonicalises their case is not known.
         if self.models:
-            f["models"] = [m.id for m in self.models]
+            f["models"] = [self.spell(m.id) for m in self.models]
         if self.datasets:
-            f["datasets"] = [d.id for d in self.datasets]
+            f["datasets"] = [self.spell(d.id) for d in self.datasets]
         f["region"] = "us"
         f["usedStorage"] = sum(c if isinstance(c, int) else len(c) for _, c in plan) * 2
         return f
@@ -1653,6 +1701,7 @@ class _Builder:
                         base.renamed_from.append(old)
                 if base.renamed_from:
                     child._flags |= 1 << 2
+        self.miscase(entities, lambda e: bool(e._datasets), lambda e: bool(e._bases))
         for e in entities:
             if not e.private:
                 for b in e._bases:
@@ -1683,6 +1732,7 @@ class _Builder:
             self.apply_status(e, status[i])
             out.append(e)
         self.renames(out, "space", owners, prefer_early=False)
+        self.miscase(out, lambda e: bool(e._models), lambda e: bool(e._datasets))
         reverse: dict[int, list[int]] = {}
         for e in out:
             idx = hub.add(e)._idx
@@ -1693,6 +1743,23 @@ class _Builder:
         for m, lst in reverse.items():
             lst.sort(key=lambda s: (-spaces[s].likes, spaces[s].id))
             hub.models[m]._spaces = tuple(lst)
+
+    def miscase(self, entities: list[Entity], *kinds: Callable[[Entity], bool]) -> None:
+        """Mark a few public entities `MISCASED` (about 3%, and at least one of each of *kinds*, the links that must
+        be met: every small Hub names some repo in another case). A random stream of its own: the rest of the Hub
+        is what it was before this existed."""
+        if not entities:
+            return
+        rng = random.Random(f"hfscraper-replica:{self.seed}:miscased:{entities[0].repo_type}")
+        eligible = [e for e in entities if not e.private and not e._extra]
+        chosen = [e for e in eligible if rng.random() < 0.03]
+        for kind in kinds:
+            if not any(kind(e) for e in chosen):
+                candidates = [e for e in eligible if kind(e)]
+                if candidates:
+                    chosen.append(candidates[rng.randrange(len(candidates))])
+        for e in chosen:
+            e._flags |= MISCASED
 
     def add_extra(self, repo_type: str, repo_id: str, extra: str) -> None:
         # Hostile ids may differ from others only by case or normalization (on purpose), not be equal.

@@ -102,6 +102,9 @@ class LazyType:
         change = self.changed.get(i)
         if change is not None:
             return change[1]
+        return self.base_sha(i)
+
+    def base_sha(self, i: int) -> str:
         return hashlib.blake2b(f"{self.hub.seed}:{self.repo_type}:{i}".encode(), digest_size=20).hexdigest()
 
     def index_of_mongo_id(self, mongo_id: str) -> int | None:
@@ -318,6 +321,14 @@ class LazyHub:
             if entity is not None:
                 result["touched"][repo_id] = {"sha": entity.sha, "lastModified": entity.sort_value("lastModified")}
         return result
+
+    def original(self, entity: synth.Entity) -> tuple[str, int] | None:
+        """A changed entity's sha and lastModified before its change (its previous commit), None if unchanged
+        (hfscraper.replica.history derives the history from it: nothing is kept per entity)."""
+        kind = self.types[entity.repo_type]
+        if entity._idx not in kind.changed:
+            return None
+        return kind.base_sha(entity._idx), kind.base_modified(entity._idx)
 
     # ------------------------------------------------------------------ drawing entities
     def entity(self, repo_type: str, i: int) -> synth.Entity:

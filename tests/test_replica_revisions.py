@@ -26,7 +26,7 @@ from huggingface_hub.errors import RevisionNotFoundError  # noqa: E402
 from huggingface_hub.hf_api import RepoFile  # noqa: E402
 
 from hfscraper.middlewares.auth import hub_refusal  # noqa: E402
-from tests.support.replica import ReplicaHandle, replica_fixture  # noqa: E402
+from tests.support.replica import ReplicaHandle, replica_fixture, run_replica  # noqa: E402
 
 SEED = 15
 replica = replica_fixture(models=40, datasets=30, spaces=6, seed=SEED)
@@ -219,3 +219,24 @@ def test_an_unknown_sub_path_of_an_existing_repo_is_a_plain_404(replica: Replica
     # A known endpoint of a missing repo still says RepoNotFound.
     status, headers, _ = get(f"{replica.url}/api/models/nobody/{quote('missing-repo')}/likers")
     assert status == 401 and headers.get("X-Error-Code") == "RepoNotFound"
+
+
+def test_a_lazy_hub_keeps_the_previous_commit_of_a_changed_entity(tmp_path: Path) -> None:
+    # The lazy Hub (150k+ entities in the scale bench) keeps nothing per entity for history: the previous commit of a
+    # changed entity is derived from its index.
+    with run_replica(
+        tmp_dir=tmp_path, models=60, datasets=5, spaces=5, seed=4, extra_args=["--lazy"], truth=False
+    ) as lazy:
+        client = api(lazy)
+        repo_id = next(m.id for m in client.list_models(limit=10) if not m.gated and not m.disabled)
+        old = client.model_info(repo_id, files_metadata=True)
+        new_sha = lazy.mutate("model", touch=[repo_id])["touched"][repo_id]["sha"]
+        assert client.model_info(repo_id).sha == new_sha != old.sha
+        again = client.model_info(repo_id, revision=old.sha, files_metadata=True)
+        assert again.sha == old.sha and again.last_modified == old.last_modified
+        assert [(s.rfilename, s.blob_id) for s in again.siblings] == [(s.rfilename, s.blob_id) for s in old.siblings]
+        assert [c.commit_id for c in client.list_repo_commits(repo_id)][:2] == [new_sha, old.sha]
+        readme = hf_hub_download(
+            repo_id, "README.md", revision=old.sha, endpoint=lazy.url, cache_dir=tmp_path / "c", token=False
+        )
+        assert Path(readme).stat().st_size > 0

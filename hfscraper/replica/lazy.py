@@ -32,7 +32,8 @@ Changes (for incremental crawls): ``POST /_replica/mutate`` with ``{"changed_fra
 ``"type": "model"``) or ``{"type": "model", "touch": [ids]}``, or ``--changed-fraction F`` at start-up (the same
 change as the first such call). A changed entity gets a new ``sha`` and a ``lastModified`` newer than every other
 entity of its type; the changed set (a dict of at most the changed entities) is all the state a change adds.
-Deleting and restoring are refused (400).
+Its previous commit stays readable (`LazyHub.original` gives its sha and date; hfscraper.replica.history derives
+the rest of its history, as for every entity). Deleting, restoring and editing are refused (400).
 """
 
 from __future__ import annotations

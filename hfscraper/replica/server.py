@@ -515,15 +515,14 @@ class HubReplica:
             denied = self._denied(repo_type, repo_id, entity, auth, files=False)
             if denied is not None:
                 return denied
-            if tail:
-                entity = self._at(entity, tail[1])
-                if entity is None:
-                    return self._revision_error(tail[1])
+            at = self._at(entity, tail[1]) if tail else entity
+            if at is None:
+                return self._revision_error(tail[1])
             expand = self._parse_expand(repo_type, query, listing=False)
             blobs = parse_bool(query.get("blobs"), "blobs")
-            body = shapes.render_info(entity, expand=expand or None, blobs=blobs)
-            if isinstance(body.get("siblings"), list) and not blobs:
-                body["siblings"] = [{"rfilename": f.path} for f in entity.files]  # an old commit's own files
+            body = shapes.render_info(at, expand=expand or None, blobs=blobs)
+            if at is not entity and isinstance(body.get("siblings"), list) and not blobs:
+                body["siblings"] = [{"rfilename": f.path} for f in at.files]  # an old commit's own files
             return json_reply(body)
         if tail[0] == "tree" and len(tail) >= 2 and method in ("GET", "HEAD"):
             return self._tree(

@@ -22,8 +22,11 @@ apply: `resolvers` bucket, token only to the Hub's origin), with redirects handl
   download at its headers (`too_large`).
 - `200` at once (older Hub versions, mirrors): the body, checked against `X-Linked-Etag` or `ETag`.
 - `401`/`403`/`404` from the Hub: skipped with `hfscraper.middlewares.auth.hub_refusal`'s reason (`gated`,
-  `repo_not_found`, `disabled`) or `not_found` (`EntryNotFound`); never retried. A `RevisionNotFound` (the repo
-  moved on since it was listed) fails the file: the next run sees the new commit.
+  `repo_not_found`, `disabled`) or `not_found` (`EntryNotFound`); never retried. A repo that moved on since it
+  was listed still serves the listed commit (the Hub keeps old commits readable), so its files are still those
+  of the `sha` in `metadata.json`; a `RevisionNotFound` means that commit is gone (history rewritten, e.g.
+  squashed): the file fails and the next run sees the new commit. A plain 404 (no `X-Error-Code`) is a failed
+  file (`http_404`), never taken for a repo that is gone (only `RepoNotFound` says that).
 
 With HFSCRAPER_FILES_SIZES_FROM = `paths-info`, one `POST /api/<type>s/<id>/paths-info/<sha>` first gives the
 sizes and hashes of the chosen files: oversized and unchanged ones then cost no `resolvers` request at all.
@@ -661,7 +664,7 @@ class RepoFilesPipeline:
         if status == 404 and code == "EntryNotFound":
             raise _Skip("not_found", f"HTTP 404 EntryNotFound from {where}")
         if status == 404 and code == "RevisionNotFound":
-            raise _Fail("revision_not_found", "the repository has a new commit since it was listed")
+            raise _Fail("revision_not_found", "the listed commit is no longer on the Hub (history rewritten?)")
         if status >= 500 or status == 408:
             raise _Retry(f"http_{status}", f"HTTP {status} from {where}")
         if status == 403 and where == "the CDN":

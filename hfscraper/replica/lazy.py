@@ -34,7 +34,8 @@ Changes (for incremental crawls): ``POST /_replica/mutate`` with ``{"changed_fra
 ``"type": "model"``) or ``{"type": "model", "touch": [ids]}``, or ``--changed-fraction F`` at start-up (the same
 change as the first such call). A changed entity gets a new ``sha`` and a ``lastModified`` newer than every other
 entity of its type; the changed set (a dict of at most the changed entities) is all the state a change adds.
-Deleting and restoring are refused (400).
+Its previous commit stays readable (`LazyHub.original` gives its sha and date; hfscraper.replica.history derives
+the rest of its history, as for every entity). Deleting, restoring and editing are refused (400).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class LazyType:
         change = self.changed.get(i)
         if change is not None:
             return change[1]
+        return self.base_sha(i)
+
+    def base_sha(self, i: int) -> str:
         return hashlib.blake2b(f"{self.hub.seed}:{self.repo_type}:{i}".encode(), digest_size=20).hexdigest()
 
     def index_of_mongo_id(self, mongo_id: str) -> int | None:
@@ -326,6 +330,14 @@ class LazyHub:
             if entity is not None:
                 result["touched"][repo_id] = {"sha": entity.sha, "lastModified": entity.sort_value("lastModified")}
         return result
+
+    def original(self, entity: synth.Entity) -> tuple[str, int] | None:
+        """A changed entity's sha and lastModified before its change (its previous commit), None if unchanged
+        (hfscraper.replica.history derives the history from it: nothing is kept per entity)."""
+        kind = self.types[entity.repo_type]
+        if entity._idx not in kind.changed:
+            return None
+        return kind.base_sha(entity._idx), kind.base_modified(entity._idx)
 
     # ------------------------------------------------------------------ drawing entities
     def entity(self, repo_type: str, i: int) -> synth.Entity:

@@ -8,7 +8,11 @@ Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
   ``datasets``/``linked``, ...: ``hfscraper.replica.listing``); any other parameter is a 400;
   paged only by ``Link: <...>; rel="next"``; ``--drift N`` moves volatile sort values between pages.
 - ``GET /api/{type}s/{id}[/revision/{rev}]``, ``.../tree/{rev}[/{path}]``,
-  ``POST .../paths-info/{rev}`` and ``GET /api/spaces/{id}/runtime``.
+  ``POST .../paths-info/{rev}`` and ``GET /api/spaces/{id}/runtime``; ``rev`` is ``main``, any commit of the repo's
+  history, a tag, ``refs/pr/N`` or ``refs/convert/parquet`` (``hfscraper.replica.history``).
+- ``.../refs``, ``.../commits/{rev}``, ``.../likers``, ``.../discussions``, ``.../treesize/{rev}[/{path}]`` and
+  ``/api/datasets/{id}/parquet[...]`` (``hfscraper.replica.repo_extras``); any other sub-path of an existing repo
+  is the Hub's plain 404 (no ``X-Error-Code``: ``RepoNotFound`` would say the repo is gone).
 - ``GET|HEAD /[datasets/|spaces/]{id}/resolve/{rev}/{file}``: 307 to
   ``/api/resolve-cache/...`` for small files, 302 to the signed CDN URL for LFS files.
 - Renamed repos answer 307 to the new name; private, gated, disabled repos,
@@ -19,7 +23,9 @@ Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
   logged, never faulted): ``GET info``, ``GET requests``, ``GET|POST faults``,
   ``POST reset-quota``, ``POST mutate`` (change the Hub while it runs: ``{"type": "model",
   "touch": [ids], "delete": [ids], "restore": [ids]}``; a touched repo gets a new ``sha`` and a
-  ``lastModified`` newer than every other repo of its type, a deleted one vanishes from listings and
+  ``lastModified`` newer than every other repo of its type, ``"edit": [ids]`` or ``{id: {path: text}}`` does the same
+  with new bytes for existing files (default: a line appended to README.md), the previous commit stays readable at
+  its sha (``hfscraper.replica.history``), a deleted one vanishes from listings and
   answers 404 like a missing repo, a restored one comes back; the ground truth file is not rewritten; a lazy Hub,
   ``--lazy``, takes ``{"changed_fraction": F}`` or ``touch`` instead: ``hfscraper.replica.lazy``).
 
@@ -55,9 +61,10 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from aiohttp import web
 
-from hfscraper.replica import shapes
+from hfscraper.replica import repo_extras, shapes
 from hfscraper.replica.cdn import CDN_PREFIX, UrlSigner, access_denied_xml, parse_range
 from hfscraper.replica.faults import FaultInjector, FaultRule, Firing, fault_429, parse_rules_json
+from hfscraper.replica.history import RepoHistory
 from hfscraper.replica.listing import (
     DEFAULT_SORT,
     SORTS,
@@ -114,7 +121,10 @@ MAX_PAGE = 1000
 CHUNK = 256 * 1024
 _TRUE = frozenset({"true", "True", "TRUE", "1"})
 _FALSE = frozenset({"false", "False", "FALSE", "0", ""})
-_API_MARKERS = frozenset({"revision", "tree", "paths-info", "refs", "commits", "parquet", "croissant", "runtime"})
+_API_MARKERS = frozenset(
+    {"revision", "tree", "paths-info", "refs", "commits", "parquet", "croissant", "runtime", "likers", "discussions",
+     "treesize"}
+)
 _HEX40 = frozenset("0123456789abcdef")
 
 
@@ -219,7 +229,8 @@ class HubReplica:
         self.faults = FaultInjector(options.faults, seed=options.seed)
         self.log = RequestLog(options.request_log)
         self.signer = UrlSigner.for_seed(options.seed, ttl=options.cdn_ttl)
-        self._trees: OrderedDict[tuple[str, str], RepoTree] = OrderedDict()
+        self._trees: OrderedDict[tuple[str, str, str], RepoTree] = OrderedDict()
+        self.history = RepoHistory(hub, options.seed)  # every commit stays readable (hfscraper.replica.history)
         self.deleted: dict[str, dict[str, Any]] = {t: {} for t in REPO_TYPES.values()}
         self._touches = 0
         self._drift_pages: dict[tuple[str, str], int] = {}
@@ -415,9 +426,9 @@ class HubReplica:
     def _public_base(self) -> str:
         return self.hub_url
 
-    @staticmethod
-    def _revision_ok(entity: Any, revision: str) -> bool:
-        return revision in ("main", entity.sha)
+    def _at(self, entity: Any, revision: str) -> Any | None:
+        """The entity as it was at *revision* (a branch, tag, ref or commit sha), None if it names none."""
+        return self.history.at(entity, revision)
 
     @staticmethod
     def _revision_error(revision: str) -> Reply:
@@ -533,6 +544,11 @@ class HubReplica:
         if not candidates:
             return error_reply(404, "Sorry, we can't find the page you are looking for.")
         repo_id, n, entity, new_id = self._find(repo_type, candidates)
+        if entity is None and new_id is None and len(rest) > 1:
+            # An unknown sub-path of an existing repo is the Hub's plain not-found, never RepoNotFound.
+            prefixes = [("/".join(rest[:k]), k) for k in range(1, len(rest))]
+            if self._find(repo_type, prefixes)[2] is not None:
+                return error_reply(404, "Sorry, we can't find the page you are looking for.")
         if new_id is not None:
             return self._rename_redirect(raw_segments, 2, n, new_id, query)
         tail = rest[n:]
@@ -543,12 +559,16 @@ class HubReplica:
             denied = self._denied(repo_type, repo_id, entity, auth, files=False)
             if denied is not None:
                 return denied
-            if tail and not self._revision_ok(entity, tail[1]):
+            at = self._at(entity, tail[1]) if tail else entity
+            if at is None:
                 return self._revision_error(tail[1])
             expand = self._parse_expand(repo_type, query, listing=False)
             blobs = parse_bool(query.get("blobs"), "blobs")
             security = parse_bool(query.get("securityStatus"), "securityStatus")
-            return json_reply(shapes.render_info(entity, expand=expand or None, blobs=blobs, security=security))
+            body = shapes.render_info(at, expand=expand or None, blobs=blobs, security=security)
+            if at is not entity and isinstance(body.get("siblings"), list) and not blobs:
+                body["siblings"] = [{"rfilename": f.path} for f in at.files]  # an old commit's own files
+            return json_reply(body)
         if tail[0] == "tree" and len(tail) >= 2 and method in ("GET", "HEAD"):
             return self._tree(
                 request, repo_type, repo_id, entity, tail[1], "/".join(tail[2:]), raw_segments, query, auth
@@ -558,10 +578,12 @@ class HubReplica:
             return denied if denied is not None else json_reply(shapes.render_runtime(entity))
         if tail[0] == "paths-info" and len(tail) == 2 and method == "POST":
             return await self._paths_info(request, repo_type, repo_id, entity, tail[1], auth)
+        if tail[0] in repo_extras.ENDPOINTS and method in ("GET", "HEAD"):
+            return repo_extras.reply(self, request, repo_type, repo_id, entity, tail, query, auth)
         return error_reply(404, "Sorry, we can't find the page you are looking for.")
 
     def _tree_of(self, repo_type: str, entity: Any) -> RepoTree:
-        key = (repo_type, entity.id)
+        key = (repo_type, entity.id, entity.sha)  # an old commit's view has its own sha
         tree = self._trees.get(key)
         if tree is None:
             tree = RepoTree(entity.sha, entity.files)
@@ -597,7 +619,8 @@ class HubReplica:
         if entity.disabled:
             # The listing of a disabled repo's files is refused like the files themselves.
             return error_reply(403, "Access to this resource is disabled.")
-        if not self._revision_ok(entity, revision):
+        entity = self._at(entity, revision)
+        if entity is None:
             return self._revision_error(revision)
         folder = folder.strip("/")
         tree = self._tree_of(repo_type, entity)
@@ -643,7 +666,8 @@ class HubReplica:
         denied = self._denied(repo_type, repo_id, entity, auth, files=False)
         if denied is not None:
             return denied
-        if not self._revision_ok(entity, revision):
+        entity = self._at(entity, revision)
+        if entity is None:
             return self._revision_error(revision)
         paths: list[str] = []
         expand = False
@@ -683,7 +707,8 @@ class HubReplica:
             return denied
         revision = rest[n + 1]
         filename = "/".join(rest[n + 2 :])
-        if not self._revision_ok(entity, revision):
+        entity = self._at(entity, revision)
+        if entity is None:
             return self._revision_error(revision)
         commit = [("X-Repo-Commit", entity.sha)]
         file = self._tree_of(repo_type, entity).by_path.get(filename)
@@ -724,7 +749,8 @@ class HubReplica:
         if denied is not None:
             return denied
         commit_id = rest[n]
-        if commit_id != entity.sha:
+        entity = self._at(entity, commit_id)
+        if entity is None:
             return self._revision_error(commit_id)
         filename = "/".join(rest[n + 1 :])
         commit = [("X-Repo-Commit", entity.sha)]
@@ -784,6 +810,8 @@ class HubReplica:
         if entity is not None:
             entries = self._tree_of(entity.repo_type, entity).entries
             file = next((f for f in entries if not isinstance(f, Folder) and f.lfs and f.sha256 == parts[1]), None)
+            if file is None:  # an LFS file of an older commit (or another ref) of the repo
+                file = self.history.find_lfs(entity, parts[1])
         if file is None:
             return Reply(
                 status=404, headers=xml, body=access_denied_xml("The specified key does not exist."), kind="error"
@@ -978,6 +1006,8 @@ class HubReplica:
     def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
         """Touch, delete or restore repos of one type (the ``POST /_replica/mutate`` admin endpoint)."""
         if getattr(self.hub, "lazy", False):
+            if change.get("edit"):
+                raise ValueError("this replica runs in --lazy mode: edit is not supported (touch is)")
             result = self.hub.mutate(change)
             self._trees.clear()
             logger.info("replica mutated: %s", result["changed"])
@@ -1002,23 +1032,42 @@ class HubReplica:
             self.hub.unhide(entity)
             result["restored"].append(repo_id)
         touch = list(change.get("touch", ()))
-        if touch:
+        edit = change.get("edit") or {}
+        if isinstance(edit, list):
+            edit = dict.fromkeys(edit)  # no contents named: a line is appended to README.md
+        if touch or edit:
             newest = max(e.modified for e in self.hub.entities(repo_type))
-            for repo_id in touch:
+            for repo_id, contents in [*((r, None) for r in touch), *((r, edit[r] or {}) for r in edit)]:
                 entity = self.hub.get(repo_type, repo_id)
                 if entity is None:
                     result["unknown"].append(repo_id)
                     continue
+                # A new commit; the previous one stays readable at its sha (hfscraper.replica.history).
+                self.history.before_change(entity)
                 self._touches += 1
                 newest += 60
                 entity.modified = newest
                 entity.sha = hashlib.sha1(f"{entity.sha}:{self._touches}".encode()).hexdigest()
+                replace = None
+                if contents is not None:
+                    replace = {path: text.encode() for path, text in contents.items()} or self._default_edit(entity)
+                changed = self.history.committed(entity, f"Update {', '.join(replace or ['README.md'])}", replace)
                 result["touched"][repo_id] = {"sha": entity.sha, "lastModified": entity.sort_value("lastModified")}
+                if contents is not None:
+                    result["touched"][repo_id]["edited"] = changed
         live = [e for e in self.hub.entities(repo_type) if e.id not in deleted]
         self.indexes[repo_type] = ListingIndex(repo_type, live)
         self._trees.clear()
         logger.info("replica mutated: %s", result)
         return result
+
+    def _default_edit(self, entity: Any) -> dict[str, bytes]:
+        """An edit that names no contents: a line appended to README.md (or the first file), after the card."""
+        files = entity.files
+        target = next((f for f in files if f.path == "README.md"), files[0] if files else None)
+        if target is None:
+            raise ValueError(f"{entity.id} has no file to edit")
+        return {target.path: self.history.appended(target.read(), f"Edited in commit {entity.sha[:7]}.")}
 
     def info(self) -> dict[str, Any]:
         return {

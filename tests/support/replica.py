@@ -145,11 +145,22 @@ class ReplicaHandle:
         self._call("POST", "/_replica/reset-quota", {})
 
     def mutate(
-        self, repo_type: str, *, touch: Iterable[str] = (), delete: Iterable[str] = (), restore: Iterable[str] = ()
+        self,
+        repo_type: str,
+        *,
+        touch: Iterable[str] = (),
+        delete: Iterable[str] = (),
+        restore: Iterable[str] = (),
+        edit: dict[str, dict[str, str] | None] | None = None,
     ) -> dict[str, Any]:
-        """Change the Hub: touched repos get a new sha and the newest lastModified, deleted ones vanish, restored
-        ones come back (see `POST /_replica/mutate`); the truth file keeps the original Hub."""
-        change = {"type": repo_type, "touch": list(touch), "delete": list(delete), "restore": list(restore)}
+        """Change the Hub: touched repos get a new sha and the newest lastModified, edited ones too with new bytes
+        for files (``{id: {path: text}}``; None: a line appended to README.md), deleted ones vanish, restored ones
+        come back (see `POST /_replica/mutate`); old commits stay readable; the truth file keeps the original Hub."""
+        change: dict[str, Any] = {
+            "type": repo_type, "touch": list(touch), "delete": list(delete), "restore": list(restore),
+        }  # fmt: skip
+        if edit:
+            change["edit"] = {repo_id: files or {} for repo_id, files in edit.items()}
         return json.loads(self._call("POST", "/_replica/mutate", change))
 
     def stop(self, timeout: float = 10.0) -> int | None:

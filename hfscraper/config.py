@@ -483,9 +483,10 @@ SCHEMA: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "ratelimit.max_wait", "HFSCRAPER_RATELIMIT_MAX_WAIT", FLOAT, 600.0,
-        "The longest pause after a 429, in seconds. The pause lasts until `Retry-After` (seconds or a date), "
-        "else until the window's reset, else an exponential backoff; a longer one is cut to this. The Hub's "
-        "windows are 5 minutes long, so the default never cuts a reset short.",
+        "The longest pause after a 429, in seconds. The pause lasts until the window's reset (`RateLimit`'s `t`: "
+        "the Hub's own 429 carries no `Retry-After`), or until `Retry-After` (seconds or a date) when a proxy adds "
+        "one, else an exponential backoff; a longer one is cut to this. The Hub's windows are 5 minutes long, so "
+        "the default never cuts a reset short.",
         minimum=0,
     ),
     Setting(

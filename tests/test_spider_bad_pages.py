@@ -142,21 +142,23 @@ def test_refused_cursor_restarts_at_most_max_times() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url_suffix", "status", "body", "headers"),
+    ("url_suffix", "status", "body", "headers", "reason"),
     [
-        ("", 400, b'{"error": "Invalid cursor"}', {"X-Error-Code": "InvalidCursor"}),  # no cursor in the URL
-        ("&cursor=xyz", 400, b'{"error": "\\"expand\\" must be one of ..."}', {}),  # another 400
-        ("&cursor=xyz", 503, b"", {}),
+        ("", 400, b'{"error": "Invalid cursor"}', {"X-Error-Code": "InvalidCursor"}, "http_400"),  # no cursor
+        ("&cursor=xyz", 400, b'{"error": "Bad request"}', {}, "http_400"),  # another 400
+        # The Hub refusing an expand field: named in one line (tests/test_hubcheck.py), no restart either.
+        ("&cursor=xyz", 400, b'{"error": "\\"expand\\" must be one of [author, sha]"}', {}, "expand_refused"),
+        ("&cursor=xyz", 503, b"", {}, "http_503"),
     ],
 )
 def test_other_failures_are_not_a_refused_cursor(
-    url_suffix: str, status: int, body: bytes, headers: dict[str, str]
+    url_suffix: str, status: int, body: bytes, headers: dict[str, str], reason: str
 ) -> None:
     spider = make_spider()
     request = listing_request(spider, spider.start_url + url_suffix)
     spider.listing_failed(_http_error(request, status, body, **headers))
     assert engine(spider).crawled == []
-    assert stat(spider, f"hfscraper/spider/bad_page/http_{status}") == 1
+    assert stat(spider, f"hfscraper/spider/bad_page/{reason}") == 1
     assert stat(spider, "hfscraper/spider/incomplete") == 1
 
 

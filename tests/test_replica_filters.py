@@ -36,11 +36,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 replica = replica_fixture(models=300, datasets=60, spaces=80, seed=1)
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_hf_client")
 
 
 def api(replica: Any) -> HfApi:

@@ -38,12 +38,7 @@ PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 replica = replica_fixture(models=2100, datasets=1050, spaces=1020, seed=11, approved_tokens=[APPROVED])
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's own token, cache and Xet out of these tests."""
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_hf_client")
 
 
 def api(replica: Any, token: str | bool = False) -> HfApi:

@@ -33,11 +33,7 @@ replica = replica_fixture(models=40, datasets=30, spaces=6, seed=SEED)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_hf_client")
 
 
 def api(hub: ReplicaHandle) -> HfApi:

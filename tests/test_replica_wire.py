@@ -41,11 +41,7 @@ NOT_COMPARED = {"connection", "date", "server", "content-length", "transfer-enco
 replica = replica_fixture(models=40, datasets=3, spaces=3, seed=11, extra_args=["--revoked-token", REVOKED])
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_hf_client")
 
 
 def models(replica: Any, has: Any) -> list[dict[str, Any]]:

@@ -346,7 +346,7 @@ def _expand_setting(repo_type: str, plural: str, default: tuple[str, ...], doc: 
 
 
 #: Every listing sort (the union of constants.SORT_VALUES, in the order the docs give them).
-SORTS: Final = ("createdAt", "lastModified", "trendingScore", "downloads", "likes")
+SORTS: Final = ("createdAt", "lastModified", "trendingScore", "downloads", "likes", "likes30d")
 
 #: Every key, grouped by TOML section in the order docs and defaults.toml show them.
 SCHEMA: Final[tuple[Setting, ...]] = (

@@ -41,9 +41,9 @@ MAX_PAGE_SIZE: Final = 1000
 
 #: `sort` values the listings accept (sorting is always descending). Spaces have no downloads.
 SORT_VALUES: Final[dict[str, frozenset[str]]] = {
-    REPO_TYPE_MODEL: frozenset({"createdAt", "downloads", "lastModified", "likes", "trendingScore"}),
-    REPO_TYPE_DATASET: frozenset({"createdAt", "downloads", "lastModified", "likes", "trendingScore"}),
-    REPO_TYPE_SPACE: frozenset({"createdAt", "lastModified", "likes", "trendingScore"}),
+    REPO_TYPE_MODEL: frozenset({"createdAt", "downloads", "lastModified", "likes", "likes30d", "trendingScore"}),
+    REPO_TYPE_DATASET: frozenset({"createdAt", "downloads", "lastModified", "likes", "likes30d", "trendingScore"}),
+    REPO_TYPE_SPACE: frozenset({"createdAt", "lastModified", "likes", "likes30d", "trendingScore"}),
 }
 DEFAULT_SORT: Final = "createdAt"
 

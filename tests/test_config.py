@@ -205,7 +205,7 @@ def test_float_rejects_out_of_range_and_non_finite(raw: str) -> None:
 # Errors: one line each, with where, key, value, what is allowed and a did-you-mean
 # ---------------------------------------------------------------------------------------------------------
 
-SORTS = "createdAt, lastModified, trendingScore, downloads, likes"
+SORTS = "createdAt, lastModified, trendingScore, downloads, likes, likes30d"
 
 
 @pytest.mark.parametrize(

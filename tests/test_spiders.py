@@ -174,6 +174,7 @@ def test_bad_settings(settings: dict[str, Any], message: str) -> None:
         ({"filter": "a, b,a"}, {"filters": ("a", "b")}),
         ({"filter": "base_model:finetune:org/x"}, {"filters": ("base_model:finetune:org/x",)}),
         ({"sort": "likes"}, {"sort": "likes"}),
+        ({"sort": "likes30d"}, {"sort": "likes30d"}),  # the Hub accepts it too (huggingface.js PR #1977)
         ({"limit": "1"}, {"limit": 1}),
         ({"limit": "1000"}, {"limit": 1000}),
         ({"limit": 20}, {"limit": 20}),

@@ -37,25 +37,30 @@ def crawl_api_requests(hub: Any, since: int) -> list[dict[str, Any]]:
 
 
 def test_the_hubs_429_has_no_retry_after_and_the_crawl_waits_for_ratelimit_t(tmp_path: Path) -> None:
-    with run_replica(tmp_dir=tmp_path / "replica", models=30, datasets=1, spaces=1, seed=4, quota_api=6,
+    # The replica's own quota 429 has the Hub's shape: RateLimit r=0 and t, the Hub's message, no Retry-After.
+    with run_replica(tmp_dir=tmp_path / "spent", models=3, datasets=1, spaces=1, seed=4, quota_api=6,
                      quota_window=WINDOW) as hub:  # fmt: skip
         limited, t = exhaust(hub)
         assert limited.header("Retry-After") is None
         assert limited.json()["error"].startswith("We had to rate limit your IP (127.0.0.1).")
         assert 1 <= t <= WINDOW
+    # A crawl that meets such a 429 (the window spent by another client of its IP; a fault rule, so that how long
+    # the crawl takes to start cannot let the window pass first) waits for the announced reset and sends nothing
+    # before it, so it gets no second 429.
+    t = 3
+    rule = {"kind": "429", "count": 1, "reset_seconds": t, "path": r"^/api/models\?"}
+    with run_replica(tmp_dir=tmp_path / "replica", models=30, datasets=1, spaces=1, seed=4, faults=[rule]) as hub:
         mark = hub.mark()
         result = crawl(hub, "models", tmp_path / "out", page_size=10)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stat("finish_reason") == "finished"
         requests = crawl_api_requests(hub, mark)
-        # The crawl's first request met the spent window; it then waited for the reset `t` announced, and no
-        # further request of it reached the Hub inside that window (so no second 429).
-        assert requests[0]["status"] == 429
+        assert requests[0]["status"] == 429 and requests[0]["fault"] == "429"
         assert [e["status"] for e in requests[1:]] == [200] * (len(requests) - 1)
-        window_end = requests[0]["time"] + t - 1  # `t` is rounded up: the reset is at most a second earlier
+        window_end = requests[0]["time"] + t - 0.1
         assert [e for e in requests[1:] if e["time"] < window_end] == []
         assert result.stat("hfscraper/ratelimit/429") == 1
-        assert re.search(r"pausing every request to it for \d+\.\d s \(RateLimit reset\)", result.stderr)
+        assert re.search(r"pausing every request to it for 3\.0 s \(RateLimit reset\)", result.stderr)
 
 
 def test_retry_after_is_honoured_when_a_proxy_adds_it(tmp_path: Path) -> None:

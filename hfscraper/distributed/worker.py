@@ -213,11 +213,7 @@ class RedisEntityWorker(RedisMixin):
                 self._ack(held, completed=False)
                 continue
             self._held[(item.repo_type, item.id)] = held
-            if self.spider._wants_base_models(item):
-                self.stats.inc_value("hfscraper/spider/base_models/requested")
-                outputs.append(self.spider._base_models_request(item))
-            else:
-                outputs.append(self.spider._emit(item))
+            outputs.append(self.spider.entity_output(item))
         return outputs
 
     def make_request_from_data(self, data: bytes) -> HubEntityItem | None:  # type: ignore[override]

@@ -457,11 +457,7 @@ class HubListingSpider(Spider):
         if entries is not None:
             self._page_parsed(response, seq, accepted, followed)
         for item in accepted:
-            if self._wants_base_models(item):
-                self.stats.inc_value("hfscraper/spider/base_models/requested")
-                yield self._base_models_request(item)
-            else:
-                yield self._emit(item)
+            yield self.entity_output(item)
 
     def check_page(self, response: Response) -> list[Any] | None:
         """The page's elements, or None (logged, counted, crawl marked incomplete) when the page is unusable.
@@ -606,6 +602,14 @@ class HubListingSpider(Spider):
         yield self._emit(item)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
+
+    def entity_output(self, item: HubEntityItem) -> HubEntityItem | Request:
+        """What the spider yields for an entity it accepted: the item, or first the request that adds its
+        `baseModels` (then the item follows from `parse_base_models`). Also the distributed worker's hook."""
+        if self._wants_base_models(item):
+            self.stats.inc_value("hfscraper/spider/base_models/requested")
+            return self._base_models_request(item)
+        return self._emit(item)
 
     def _emit(self, item: HubEntityItem) -> HubEntityItem:
         self.stats.inc_value("hfscraper/spider/items")

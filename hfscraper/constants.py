@@ -1,6 +1,7 @@
 """Hub constants: endpoint, repository types, API paths and the listing `expand` vocabulary.
 
-Values come from hub-api.md (§1.1 sort, §1.2 page size, §1.4 expand). The endpoint is read from the
+Values come from huggingface_hub hf_api.py (sort keys, ``Expand*Property_T``) and the Hub's page size limit of 1,000
+(HF staff, huggingface/deep-rl-class PR #533). The endpoint is read from the
 environment once, the way huggingface_hub reads it; the Scrapy setting `HFSCRAPER_HUB_ENDPOINT` (which the
 config layer fills from `HF_ENDPOINT`) takes precedence inside a crawl.
 """
@@ -87,7 +88,8 @@ LISTING_EXPAND_PROPERTIES: Final[dict[str, frozenset[str]]] = {
 # crawl without describing the repository, so every metadata.json would be rewritten each run),
 # widgetData/transformersInfo/mask_token (UI helpers), model-index/evalResults (large; the card carries
 # them), resourceGroup/region (organisation internals). Spaces keep `runtime` (hardware and stage, asked for
-# by the archive) although its stage moves. Spaces have no `gated` property (hub-api.md §1.4).
+# by the archive) although its stage moves. Spaces have no `gated` property (huggingface_hub hf_api.py
+# ``ExpandSpaceProperty_T``).
 DEFAULT_EXPAND_MODELS: Final[tuple[str, ...]] = (
     "author", "sha", "lastModified", "createdAt", "private", "gated", "disabled", "downloads",
     "downloadsAllTime", "likes", "tags", "pipeline_tag", "library_name", "cardData", "siblings", "spaces",
@@ -109,5 +111,6 @@ DEFAULT_EXPAND: Final[dict[str, tuple[str, ...]]] = {
     REPO_TYPE_SPACE: DEFAULT_EXPAND_SPACES,
 }
 
-#: Tag prefix the Hub puts on a model for each of its base models (hub-api.md §6).
+#: Tag prefix the Hub puts on a model for each of its base models (https://huggingface.co/docs/hub/model-cards;
+#: recorded in tests/data/hub_fixtures).
 BASE_MODEL_TAG_PREFIX: Final = "base_model:"

@@ -38,7 +38,7 @@ from hfscraper.repofiles import resolve_url
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-#: A legacy id the Hub moved, recorded answering 307 (hub-api.md §2.1); the replica keeps the same alias.
+#: A legacy id the Hub moved, recorded answering 307 (tests/data/hub_fixtures); the replica keeps the same alias.
 RENAMED_PROBE = "bert-base-uncased"
 #: The largest LFS file whose bytes are fetched whole to check their SHA-256 (larger: one byte, headers only).
 WHOLE_FILE_LIMIT = 1 << 20

@@ -1,6 +1,7 @@
 """Pacing for the Hub's fixed-window quotas: pure logic, no Scrapy, no I/O, the clock passed in.
 
-The Hub counts requests per client in three buckets (hub-api.md §3) and reports, on every response,
+The Hub counts requests per client in three buckets (hub-docs rate-limits.md,
+https://huggingface.co/docs/hub/rate-limits) and reports, on every response,
 
     RateLimit: "api";r=<remaining>;t=<seconds until the window resets>
     RateLimit-Policy: "fixed window";"api";q=<quota>;w=<window seconds>

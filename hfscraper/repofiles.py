@@ -57,7 +57,7 @@ _RESERVED_FOLDED: Final = frozenset(n.casefold() for n in RESERVED_NAMES)
 MAX_SEGMENT_BYTES: Final = 255
 MAX_PATH_BYTES: Final = 1024
 
-#: URL prefix of a repository type in `resolve` URLs (hub-api.md §2.3: models have none).
+#: URL prefix of a repository type in `resolve` URLs (huggingface_hub constants.py: models have none).
 RESOLVE_PREFIX: Final = {REPO_TYPE_DATASET: "datasets/", REPO_TYPE_SPACE: "spaces/"}
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -177,7 +177,7 @@ def quote_repo_path(path: str) -> str:
 
 
 def resolve_url(endpoint: str, repo_type: str, repo_id: str, revision: str, path: str) -> str:
-    """`{endpoint}/{prefix}{id}/resolve/{revision}/{path}` (hub-api.md §2.3); the id must be a plain id.
+    """`{endpoint}/{prefix}{id}/resolve/{revision}/{path}` (huggingface_hub ``hf_hub_url``); the id must be a plain id.
 
     >>> resolve_url("https://huggingface.co", "dataset", "org/ds", "a" * 40, "data/x.csv")[:56]
     'https://huggingface.co/datasets/org/ds/resolve/aaaaaaaaa'

@@ -126,7 +126,7 @@ class TestCid:
 
 class TestDagPb:
     def test_empty_v0_leaf(self) -> None:
-        # kubo's empty file under CIDv0 (ipfs.md: `0a04 0802 1800`)
+        # kubo's empty file under CIDv0 (boxo ipld/unixfs `NewLeafNode(nil)`: `0a04 0802 1800`)
         assert b"".join(file_leaf_wrapper(0)).hex() == "0a0408021800"
         assert cid_to_str(cid_v0(hashlib.sha256(bytes.fromhex("0a0408021800")).digest())) == (
             "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"

@@ -146,7 +146,8 @@ class TestFileLayout:
             assert sum(n for _, n in leaves) == len(data)
 
     def test_trailing_chunk_gets_its_own_parents(self) -> None:
-        # ipfs.md: 174 x 256 KiB + 1 gives 175 leaves, 2 parents (174 and 1 links) and a root: 178 blocks
+        # boxo importer/balanced/builder.go: 174 x 256 KiB + 1 gives 175 leaves, 2 parents (174 and 1 links) and a
+        # root: 178 blocks
         sink = MemorySink()
         root = Importer(PROFILES["unixfs-v0-2015"], sink).add_bytes(chacha_bytes(174 * 262144 + 1, "trailing"))
         assert len(sink.blocks) == 178

@@ -16,7 +16,8 @@ V0, CIDV1, V1_2025 = PROFILES["unixfs-v0-2015"], PROFILES["kubo-cidv1"], PROFILE
 MiB = 1024 * 1024
 KiB = 1024
 
-# size -> (`ipfs add` CIDv0, `ipfs add --cid-version=1`, IPIP-499 unixfs-v1-2025): ipfs.md section 2's table.
+# size -> (`ipfs add` CIDv0, `ipfs add --cid-version=1`, IPIP-499 unixfs-v1-2025): a table of 24 CIDs that kubo 0.22,
+# npm ipfs-unixfs-importer 17.1.1 and aleph-cid agree on.
 PROBE_TABLE = {
     0: (
         "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
@@ -67,7 +68,7 @@ def probe_50mib() -> bytes:
 
 
 class TestProbeTable:
-    """Every cell of ipfs.md's table, through `bytes_cid` and through `file_cid` on a file."""
+    """Every cell of that table, through `bytes_cid` and through `file_cid` on a file."""
 
     @pytest.mark.parametrize("size", sorted(PROBE_TABLE))
     def test_bytes_cid(self, size: int, probe_50mib: bytes) -> None:
@@ -87,7 +88,7 @@ class TestProbeTable:
         )
 
     def test_other_flavours(self, probe_50mib: bytes) -> None:
-        # `--cid-version=1 --raw-leaves=false` (ipfs.md): CIDv1 with dag-pb File leaves.
+        # `--cid-version=1 --raw-leaves=false` (ipfs-unixfs-importer's dagpb-v1 mode): CIDv1 with dag-pb File leaves.
         dagpb_v1 = CIDV1.with_(name="dagpb-v1", raw_leaves=False)
         expected = "bafybeidgzkfplnfo6vh7jqm44vyp7l7uqdgyrhmoj72t62exyv4mnozgkm"
         assert bytes_cid(probe_50mib[:262145], dagpb_v1) == expected

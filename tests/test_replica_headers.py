@@ -41,7 +41,7 @@ ALLOWED_EXTRA = {
     "server": "added by aiohttp (the real origin's is dropped by CloudFront)",
     "date": "added by aiohttp",
     "content-length": "the replica never chunks",
-    "ratelimit": "sent on every response since Sept 2025 (hub-api.md §3); the 2025 cassettes predate it",
+    "ratelimit": "sent on every response since Sept 2025 (hub-docs rate-limits.md); the 2025 cassettes predate it",
     "ratelimit-policy": "as RateLimit",
     "access-control-max-age": "present in the 2026 captures, not in the 2025 cassettes",
     "etag": "the replica's error answers are JSON with a weak ETag like every other JSON answer",
@@ -155,7 +155,7 @@ def test_lfs_resolve_302_headers_match_the_captures(replica: Any) -> None:
         recorded = names(example.get("headers") or example.get("headers_subset") or [])
         # These captures list only some headers: check that each recorded one is there.
         compare(recorded, response, f"resolve 302 ({example['source'][:40]})", subset=True)
-    assert "x-xet-hash" not in response.header_names()  # the replica does not speak Xet (hub-api.md §2.3)
+    assert "x-xet-hash" not in response.header_names()  # no Xet in the replica (huggingface_hub _xet.py)
 
 
 def test_ratelimit_header_shapes_match_the_captures(replica: Any) -> None:

@@ -2,7 +2,7 @@
 
 Every test talks to a real ``python -m hfscraper.replica`` subprocess (see
 tests/support/replica.py) and checks it against the ground truth it wrote and
-against what hub-api.md says huggingface.co does.
+against what huggingface.co does (tests/data/hub_fixtures, huggingface_hub's client code).
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ def test_info_matches_the_truth(replica: Any, repo_type: str) -> None:
         assert_hub_headers(info, "api")
         default = fetch(f"{replica.url}/api/{PLURAL[repo_type]}/{quote(entity['id'])}")
         assert default.status == 200 and default.json()["id"] == entity["id"]
-        assert default.header("X-Repo-Commit") is None  # not on /api/models/{id} (hub-api.md §2.1)
+        assert default.header("X-Repo-Commit") is None  # not on /api/models/{id} (tests/data/hub_fixtures)
 
 
 def test_info_revision_and_errors(replica: Any) -> None:

@@ -11,7 +11,8 @@ of a settings file) is read once, when the crawler builds this middleware, and k
   (600) copy the request: a retried or redirected request, like every request the scheduler holds (and
   JOBDIR pickles), carries no token. Requests are created without it, and a header that matches the token
   on a request to another host is removed (defence in depth, counted).
-- A 401 whose ``X-Error-Message`` is ``Invalid credentials in Authorization header`` (hub-api.md section 3)
+- A 401 whose ``X-Error-Message`` is ``Invalid credentials in Authorization header`` (huggingface_hub errors.py and its
+  tests)
   stops the crawl: one error line naming where the token came from (never the token), and the finish
   reason ``invalid_token`` (so ``scrapy crawl``/``crawlall`` exit 1). The request itself fails with
   ``InvalidTokenError``.
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 #: The finish reason of a crawl stopped because the Hub refused the token.
 INVALID_TOKEN_REASON: Final = "invalid_token"
-#: What the Hub says (``X-Error-Message``) when it refuses a token (hub-api.md section 3).
+#: What the Hub says (``X-Error-Message``) when it refuses a token (huggingface_hub errors.py).
 INVALID_CREDENTIALS: Final = "Invalid credentials in Authorization header"
 
 _AUTHORIZATION: Final = b"Authorization"
@@ -81,7 +82,8 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
 
 
 def hub_refusal(status: int, headers: Headers | Mapping[bytes, bytes]) -> str | None:
-    """Why the Hub refused a request, from its status and error headers (hub-api.md section 3), or None.
+    """Why the Hub refused a request, from its status and error headers (``X-Error-Code``, as huggingface_hub errors.py
+    reads them), or None.
 
     ``invalid_token`` (401, invalid credentials), ``gated`` (401/403 ``X-Error-Code: GatedRepo``: a gated repo
     without granted access), ``repo_not_found`` (401/404 ``RepoNotFound``: missing, or private and not ours),

@@ -1,7 +1,8 @@
 """Keep a crawl inside the Hub's rate limits: pace every bucket, and pause the whole host on a 429.
 
 The Hub reports its quota on every response (`RateLimit: "api";r=<remaining>;t=<seconds to reset>` and
-`RateLimit-Policy: "fixed window";"api";q=<quota>;w=<window>`, hub-api.md §3), per client and per bucket:
+`RateLimit-Policy: "fixed window";"api";q=<quota>;w=<window>`, hub-docs rate-limits.md,
+https://huggingface.co/docs/hub/rate-limits), per client and per bucket:
 `resolvers` for URLs with `/resolve/` (and `/api/resolve-cache/`), `api` for other `/api/` URLs, `pages` for
 the rest. `RateLimitDownloaderMiddleware` keeps one `QuotaPacer` (hfscraper/ratelimit_pacer.py) per host and
 bucket, fed by the headers of every response, and makes each request wait in `process_request` until its

@@ -1,4 +1,4 @@
-"""The item pipelines: one stage of an entity's processing each (see docs/design.md for their order)."""
+"""The item pipelines: one stage of an entity's processing each (their order and priorities: docs/CONTRACTS.md)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ TMP_DIR: Final = ".tmp"
 LIMIT_META: Final = "hfscraper_file_limit"
 #: Redirects the pipeline follows itself for one file (resolve -> resolve-cache or CDN, plus slack).
 MAX_HOPS: Final = 5
-#: Paths per paths-info request (the Hub's limit, hub-api.md §2.2).
+#: Paths per paths-info request (the Hub's limit, 2000, as third-party clients observe it).
 PATHS_INFO_BATCH: Final = 2000
 #: Calls grouped into one worker-thread hop (`hfscraper.batching.ThreadBatcher`), and the stage's disk threads.
 BATCH_SIZE: Final = 64

@@ -1,6 +1,7 @@
 """`PreviewsPipeline`: dataset-viewer previews for datasets, thumbnail and links for spaces.
 
-**Datasets: `preview_info.json`.** What the dataset viewer (HFSCRAPER_DATASETS_SERVER, hub-api.md §4) says about
+**Datasets: `preview_info.json`.** What the dataset viewer (HFSCRAPER_DATASETS_SERVER,
+https://huggingface.co/docs/dataset-viewer) says about
 the dataset, asked in this order: `/is-valid`; then, when it offers a preview, `/splits`, `/first-rows` for the
 first HFSCRAPER_PREVIEWS_MAX_SPLITS splits, `/info` and `/size`. When it offers none, `/splits` is asked anyway
 (one request) because its error says why (`ResponseNotReadyError`: not computed yet; an error of the dataset

@@ -2,7 +2,7 @@
 
 The Hub answers ``/resolve/`` of an LFS file with a 302 to a signed, expiring
 URL on another host (``https://us.aws.cdn.hf.co/xet-bridge-us/{repo _id}/{sha256}
-?...&Expires=...&Signature=...``, hub-api.md §2.3).  The replica's CDN origin
+?...&Expires=...&Signature=...``, tests/data/hub_fixtures).  The replica's CDN origin
 listens on another loopback address and refuses (403) a URL whose signature is
 wrong or whose ``Expires`` has passed, so a client that edits, caches past expiry
 or forges such URLs fails the way it would against the real CDN.

@@ -2,7 +2,7 @@
 
 The Hub keeps old commits readable: ``/api/{type}s/{id}/revision/{rev}``, ``.../tree/{rev}``, ``.../paths-info/{rev}``
 and ``/resolve/{rev}/...`` answer at an old commit sha as at ``main``, a branch, a tag, ``refs/pr/N`` or
-``refs/convert/parquet`` (URL-quoted with ``safe=""`` in paths, as huggingface_hub sends them; hub-api.md §2.1).
+``refs/convert/parquet`` (URL-quoted with ``safe=""`` in paths, as huggingface_hub hf_api.py sends them).
 This module says which commit a revision names and what the repo looked like there, so the server can render an
 entity *view* (a copy of the entity with that commit's ``sha``, ``lastModified`` and files) with its usual code.
 
@@ -20,7 +20,7 @@ the head (one in twelve also ``v0.1`` on the initial commit); about one in five 
 whose commit appends a line to ``README.md``; every dataset the dataset viewer converts (``viewer`` ``ok``,
 ``preview_only``, ``rows_error``) has ``refs/convert/parquet``, a commit on top of the head whose tree is
 ``.gitattributes`` and ``default/{split}/0000.parquet`` per split (the layout the viewer's ``/parquet`` URLs name,
-hub-api.md §4), the parquet bytes pseudo-random.
+https://huggingface.co/docs/dataset-viewer/parquet), the parquet bytes pseudo-random.
 
 **Changes.** ``POST /_replica/mutate``'s ``touch`` (a new commit, same files) and ``edit`` (a new commit that changes
 files) go through :meth:`RepoHistory.before_change`/:meth:`RepoHistory.committed`: the repo's state before its first

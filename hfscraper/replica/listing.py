@@ -2,7 +2,7 @@
 
 ``GET /api/models`` sorts descending on one field (``trendingScore`` by default)
 and pages with a keyset cursor on ``(sort value, _id)``, exactly like the Hub's
-Mongo cursors (hub-api.md §1.2): ties are broken by ascending ``_id`` and entities
+Mongo cursors (the cursor of a real ``Link`` header decodes to one): ties are broken by ascending ``_id`` and entities
 without a value come last.  Here every sort order is computed on first use as
 a list of entity indexes plus a parallel list of comparable keys, so a page is a
 ``bisect`` plus a slice.  A filtered query intersects posting sets, sorts the
@@ -15,7 +15,7 @@ Cursors are ``base64(JSON)`` of the Mongo-like query the Hub itself puts there::
 
 Query parameters (`parse_listing_query`): every parameter a listing accepts is applied, and any other one is a
 400 that names it, never silently ignored (a crawler or client that sends a filter the replica lacks must see it
-fail, not get the whole listing back).  Per type (hub-api.md §1.1, huggingface_hub 2.4.0 ``list_models``/
+fail, not get the whole listing back).  Per type (huggingface_hub 2.4.0 ``list_models``/
 ``list_datasets``/``list_spaces``):
 
 - all: ``search`` (repeatable, every term a substring of the id), ``author``, ``filter`` (repeatable tags, all must
@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# Sort keys the listing accepts per repo type (hub-api.md §1.1; `downloads` does not exist for spaces;
+# Sort keys the listing accepts per repo type (huggingface_hub hf_api.py; `downloads` does not exist for spaces;
 # `likes30d` and `num_parameters` from huggingface.js PR #1977).
 SORTS: dict[str, tuple[str, ...]] = {
     "model": ("trendingScore", "lastModified", "createdAt", "downloads", "likes", "likes30d", "num_parameters"),

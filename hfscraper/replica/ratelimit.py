@@ -1,6 +1,7 @@
 """Fixed-window rate limiting with the Hub's bucket names and header format.
 
-The Hub (hub-api.md §3) counts requests per client in three buckets, each with a
+The Hub (hub-docs rate-limits.md, https://huggingface.co/docs/hub/rate-limits) counts requests per client in three
+buckets, each with a
 fixed 5-minute window, and reports the state on *every* response:
 
     RateLimit: "api";r=<remaining>;t=<seconds until the window resets>

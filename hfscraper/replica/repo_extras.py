@@ -12,11 +12,11 @@
   discussion ``title``, ``num``, ``author.name``, ``createdAt``, ``status``, ``repo.name``, ``repo.type``,
   ``isPullRequest``). A repo with a ``refs/pr/1`` has pull request #1; some repos have a discussion or two.
 - ``GET /api/datasets/{id}/parquet[/{config}[/{split}]]``: ``{config: {split: [url]}}``, ``{split: [url]}``,
-  ``[url]`` with ``url = {hub}/api/datasets/{id}/parquet/{config}/{split}/{n}.parquet`` (hub-api.md §4);
+  ``[url]`` with ``url = {hub}/api/datasets/{id}/parquet/{config}/{split}/{n}.parquet`` (https://huggingface.co/docs/dataset-viewer/parquet);
   ``.../{n}.parquet`` answers 302 to that file of ``refs/convert/parquet``.
 - ``GET /api/{type}s/{id}/treesize/{rev}[/{path}]``: ``{"path", "size"}``, the bytes of the files under the path.
 
-Not known, chosen here [I]: hub-api.md records only the parquet listing's shape. The likers' page size and
+Not known, chosen here [I]: only the parquet listing's shape is documented. The likers' page size and
 ``type`` key, the discussions' page size and extra keys (``numComments``, ``pinned``, ``topReactions``), the
 ``.../{n}.parquet`` redirect, the 404 of a dataset without a parquet export and the whole treesize shape are
 plausible guesses (huggingface_hub 2.4.0 has no treesize method), made to the client's parsers where it has one.

@@ -3,7 +3,7 @@
 Handlers build a :class:`Reply` (status, headers, body or a file slice) rather
 than an aiohttp response, so that the fault injector can rewrite or break it and
 one writer (``server.send``) puts it on the wire.  Header names and values follow
-the recorded responses (hub-api.md §2.1, §3; ``hub_fixtures/``).
+the recorded responses (``tests/data/hub_fixtures/``).
 """
 
 from __future__ import annotations

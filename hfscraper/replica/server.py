@@ -1,6 +1,7 @@
 """The replica's HTTP side: a Hub origin and a CDN origin, both aiohttp apps.
 
-Hub origin (``http://127.0.0.1:P``), faithful to hub-api.md:
+Hub origin (``http://127.0.0.1:P``), faithful to the recorded responses (tests/data/hub_fixtures) and huggingface_hub's
+client code:
 
 - ``GET /api/{models,datasets,spaces}``: listings with ``search``, ``author``,
   ``filter``, ``sort``, ``limit``, ``full``, ``cardData``, ``expand``/``expand[]`` and the
@@ -398,7 +399,7 @@ class HubReplica:
         return repo_id, n, None, None
 
     def _denied(self, repo_type: str, repo_id: str, entity: Any, auth: Auth, files: bool) -> Reply | None:
-        """The Hub's refusal for this caller, or None when access is granted (hub-api.md §3)."""
+        """The Hub's refusal for this caller, or None when access is granted (huggingface_hub errors.py)."""
         if entity is None or (entity.private and not auth.approved):
             if auth.anonymous:
                 return error_reply(401, "Invalid username or password.", code="RepoNotFound")
@@ -468,14 +469,14 @@ class HubReplica:
             raise BadRequest('"limit" must be a number') from None
         if limit < 1:
             raise BadRequest('"limit" must be greater than or equal to 1')
-        # Larger pages are clamped, not refused (hub-api.md §9.1 leaves it open; clamping is the lenient choice).
+        # Larger pages are clamped, not refused (nothing public says which; clamping is the lenient choice).
         return min(limit, maximum)
 
     def _listing(self, request: web.Request, repo_type: str, path: str, query: Query, auth: Auth) -> Reply:
         sort = query.get("sort") or DEFAULT_SORT
         if sort not in SORTS[repo_type]:
             raise BadRequest(f'"sort" must be one of [{", ".join(SORTS[repo_type])}]')
-        # `direction` is accepted and ignored: "Sorting is always descending" (hub-api.md §1.1).
+        # `direction` is accepted and ignored: "Sorting is always descending" (huggingface_hub #3630).
         try:  # every filter is applied; any other parameter is a 400 (hfscraper.replica.listing)
             listing_query = parse_listing_query(repo_type, query.pairs, sort=sort, include_private=auth.approved)
             # hf_hub's production tests: `linked=true` adds each space's models/datasets to the items, and so does
@@ -491,7 +492,8 @@ class HubReplica:
         config = parse_bool(query.get("config"), "config")
         card_data = parse_bool(query.get("cardData"), "cardData")
         if expand:
-            # hub-api.md §1.1/§1.3 only records that clients refuse to combine `expand` with `full`/`config`/
+            # huggingface_hub hf_api.py and its recorded answers only show that clients refuse to combine `expand` with
+            # `full`/`config`/
             # `cardData`, and that with `expand` the server returns `_id`, `id` and exactly the requested keys.
             # So: expand wins and the other three are ignored (rather than a 400 nobody has recorded).
             full = config = card_data = False

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-# hub-api.md §1.4 (huggingface_hub hf_api.py Expand*Property_T).
+# huggingface_hub hf_api.py Expand*Property_T.
 EXPANDABLE: dict[str, tuple[str, ...]] = {
     "model": ("author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled",
               "downloads", "downloadsAllTime", "evalResults", "gated", "gguf", "inference",
@@ -77,7 +77,7 @@ LIST_DEFAULT: dict[str, tuple[str, ...]] = {
     # Captured prefix up to `private`; the rest as in the datasets expand capture [I].
     "dataset": ("author", "disabled", "gated", "lastModified", "likes", "trendingScore", "private", "sha",
                 "description", "downloads", "tags", "createdAt"),
-    "space": ("likes", "trendingScore", "private", "sdk", "tags", "createdAt"),  # [I] hub-api.md §1.3
+    "space": ("likes", "trendingScore", "private", "sdk", "tags", "createdAt"),  # [I] not recorded
 }
 # What `full=true` adds to the default listing item (hf_hub docstrings; exact set [I]).
 LIST_FULL: dict[str, tuple[str, ...]] = {
@@ -94,7 +94,7 @@ INFO_DEFAULT: dict[str, tuple[str, ...]] = {
               "usedStorage"),
     "dataset": ("author", "sha", "lastModified", "private", "gated", "disabled", "tags", "citation", "description",
                 "paperswithcode_id", "downloads", "likes", "cardData", "siblings", "createdAt", "usedStorage"),
-    # No recorded space body: SpaceInfo's fields (hub-api.md §2.1, §5) laid out like the dataset body [I].
+    # No recorded space body: huggingface_hub's SpaceInfo fields laid out like the dataset body [I].
     "space": ("author", "sha", "lastModified", "private", "gated", "disabled", "host", "subdomain", "tags", "likes",
               "sdk", "cardData", "runtime", "siblings", "models", "datasets", "createdAt", "usedStorage"),
 }
@@ -102,7 +102,7 @@ INFO_DEFAULT: dict[str, tuple[str, ...]] = {
 # Header names of real responses, in wire order. The 2026 resolve capture gives the order
 # (third_party_captures/resolve_header_examples.json); the 2025 cassettes give the set of an API JSON answer
 # (vcrpy stored them sorted, so not their order); RateLimit/RateLimit-Policy are on every response since
-# Sept 2025 (hub-api.md §3). CloudFront's own headers come last.
+# Sept 2025 (hub-docs rate-limits.md, https://huggingface.co/docs/hub/rate-limits). CloudFront's own headers come last.
 _HEAD = ("Content-Type", "Content-Length", "Connection", "Date")
 _MOON = ("X-Powered-By", "X-Request-Id", "RateLimit", "RateLimit-Policy", "cross-origin-opener-policy",
          "Referrer-Policy")

@@ -3,7 +3,8 @@
 A repo's files are a flat list of paths; folders are implied.  Entries are
 ordered like a depth-first walk with names compared byte-wise (git's tree
 order is close to that), so a recursive listing shows a folder right before its
-content.  Paging is by position, with the Hub's cursor shape (hub-api.md §1.2):
+content.  Paging is by position, with the Hub's cursor shape (real ``Link`` headers of tree listings,
+tests/data/hub_fixtures):
 ``base64("<base64 JSON {"file_name", "tree_oid"}>:<page>")``.
 """
 

@@ -2,7 +2,8 @@
 
 Served on its own origin (by default `http://127.0.0.1:<another port>`; `GET /_replica/info` names it as
 `datasets_server_url`), like `https://datasets-server.huggingface.co` beside `https://huggingface.co`, so the
-token rule (sent to the Hub's origin only) is really tested. Endpoints and shapes follow hub-api.md §4 and
+token rule (sent to the Hub's origin only) is really tested. Endpoints and shapes follow the dataset-viewer docs
+(https://huggingface.co/docs/dataset-viewer) and
 `tests/data/hub_fixtures/datasets-server_openapi.json`:
 
 - `GET /is-valid?dataset=`: `{"preview", "viewer", "search", "filter", "statistics"}` (all booleans).

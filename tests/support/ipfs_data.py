@@ -24,7 +24,7 @@ KUBO_ALPHABET = "abcdefghijklmnopqrstuvwxyz01234567890-_"
 
 
 def probe_bytes(n: int) -> bytes:
-    """The first *n* bytes of ipfs.md's test stream."""
+    """The first *n* bytes of the test stream sha256(b"ipfs-test-" + i.to_bytes(8, "big")), i = 0, 1, ...."""
     blocks = (n + 31) // 32
     return b"".join(hashlib.sha256(b"ipfs-test-" + i.to_bytes(8, "big")).digest() for i in range(blocks))[:n]
 

@@ -170,7 +170,7 @@ class HubCheck:
         self._ratelimit_checks()
         return self.report
 
-    def _listing_page(self, name: str, repo_type: str, url: str, sort: str) -> tuple[list[dict[str, Any]], str | None]:
+    def _listing_page(self, name: str, url: str, sort: str) -> tuple[list[dict[str, Any]], str | None]:
         response = self._send("GET", url)
         data = self._json(response)
         entries = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
@@ -202,7 +202,7 @@ class HubCheck:
         url = build_list_url(
             self.endpoint, "model", sort="downloads", limit=2, expand=self._with(self.expand["model"], "siblings")
         )
-        first, link = self._listing_page("models listing (expand as the crawler)", "model", url, "downloads")
+        first, link = self._listing_page("models listing (expand as the crawler)", url, "downloads")
         next_url = parse_link_next(link)
         query = parse_qs(urlsplit(next_url).query) if next_url else {}
         same_origin = next_url is not None and self._origin_of(next_url) == self._origin
@@ -211,7 +211,7 @@ class HubCheck:
         self._add('Link rel="next" cursor', "an absolute URL on the Hub with cursor= and the same limit", shown, ok)
         if ok:
             assert next_url is not None
-            second, _ = self._listing_page("models listing, next page", "model", next_url, "downloads")
+            second, _ = self._listing_page("models listing, next page", next_url, "downloads")
             seen = {e.get("id") for e in first}
             repeated = [e.get("id") for e in second if e.get("id") in seen]
             self._add(
@@ -223,7 +223,6 @@ class HubCheck:
         for repo_type, plural in (("dataset", "datasets"), ("space", "spaces")):
             self._listing_page(
                 f"{plural} listing (expand as the crawler)",
-                repo_type,
                 build_list_url(self.endpoint, repo_type, sort="createdAt", limit=2, expand=self.expand[repo_type]),
                 "createdAt",
             )
